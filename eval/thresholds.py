@@ -1,0 +1,151 @@
+"""Per-class block and review thresholds, chosen on validation data.
+
+Owns the rule that turns a validation PR curve into the two numbers serving acts on: a score at or above
+`block` is blocked, a score in [`review`, `block`) goes to human review. The returned dict is saved as
+`thresholds.json` in the run directory, so it holds plain floats, ints, bools, strings and `None` only,
+and records for each class the targets, whether they were met and the precision/recall achieved.
+
+The rule, per class, on the known labels of that class only:
+
+- `block` is the lowest threshold whose precision >= `block_precision`: of all thresholds that meet the
+  precision target, the one that blocks the most harmful items. When no threshold reaches the target,
+  the fallback is the threshold with the best precision among those that predict at least
+  `min_predicted_positive` items (a threshold that catches one item is 100% precise by luck), ties going
+  to the lower threshold; the entry then says `"block_target_met": False`.
+- `review` is the highest threshold whose recall >= `review_recall`: the smallest review queue that still
+  catches the target share of harmful items. Recall only falls as the threshold rises, so one exists.
+- `review` is clipped to `block` when it would lie above it (`"review_clipped_to_block": True`); recall
+  at `block` is then already above the review target, so nothing is lost.
+- A class with no known positive cannot be tuned and gets `DEFAULT_BLOCK` / `DEFAULT_REVIEW` with
+  `"source": "default"`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+from .metrics import binary_metrics_at_threshold, validate_inputs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BLOCK = 0.9
+DEFAULT_REVIEW = 0.5
+MIN_PREDICTED_POSITIVE = 5
+
+
+def _check_target(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return value
+
+
+def _block_index(precision: np.ndarray, predicted_positive: np.ndarray, target: float, min_pp: int):
+    """Index (into increasing thresholds) of the block threshold, and whether it meets the target."""
+    meets = np.flatnonzero(precision >= target)
+    if len(meets):
+        return int(meets[0]), True
+    enough = predicted_positive >= min_pp
+    # On a tiny validation set no threshold may predict `min_pp` items: then every threshold is a candidate.
+    candidates = np.where(enough, precision, -1.0) if enough.any() else precision
+    # argmax takes the first maximum, i.e. the lowest threshold among equally precise ones (more recall).
+    return int(np.argmax(candidates)), False
+
+
+def _achieved(prefix: str, label: np.ndarray, score: np.ndarray, threshold: float) -> dict:
+    # Recomputed with the same function per_class_metrics uses, so thresholds.json and the report agree.
+    return {f"{prefix}_{k}": v for k, v in binary_metrics_at_threshold(label, score, threshold).items()}
+
+
+def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, review_recall: float, min_pp: int) -> dict:
+    precision, recall, cut = precision_recall_curve(label, score)
+    # sklearn appends a (precision 1, recall 0) end point that has no threshold: drop it.
+    precision, recall = precision[:-1], recall[:-1]
+    predicted_positive = len(score) - np.searchsorted(np.sort(score), cut, side="left")
+    b, block_met = _block_index(precision, predicted_positive, block_precision, min_pp)
+    r = int(np.flatnonzero(recall >= review_recall)[-1])
+    block, review = float(cut[b]), float(cut[r])
+    clipped = review > block
+    if clipped:
+        review = block
+    return {
+        "block": block,
+        "review": review,
+        "source": "validation",
+        "block_target_met": block_met,
+        "review_target_met": True,
+        "review_clipped_to_block": clipped,
+        **_achieved("block", label, score, block),
+        **_achieved("review", label, score, review),
+    }
+
+
+def _default(label: np.ndarray, score: np.ndarray) -> dict:
+    return {
+        "block": DEFAULT_BLOCK,
+        "review": DEFAULT_REVIEW,
+        "source": "default",
+        # Targets cannot be checked without a known positive: neither met nor missed.
+        "block_target_met": None,
+        "review_target_met": None,
+        "review_clipped_to_block": False,
+        **_achieved("block", label, score, DEFAULT_BLOCK),
+        **_achieved("review", label, score, DEFAULT_REVIEW),
+    }
+
+
+def choose_thresholds(
+    labels,
+    label_mask,
+    scores,
+    categories: Sequence[str],
+    block_precision: float,
+    review_recall: float,
+    *,
+    min_predicted_positive: int = MIN_PREDICTED_POSITIVE,
+) -> dict[str, dict]:
+    """Choose `block` and `review` thresholds per category from validation scores (see the module docstring).
+
+    Returns {category: {"block", "review", "source", "target_block_precision", "target_review_recall",
+    "block_target_met", "review_target_met", "review_clipped_to_block", "support", "positives",
+    "block_precision", "block_recall", "block_f1", "block_predicted_positive", and the same for review}}.
+
+    >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
+    ...                       ["hate"], block_precision=0.9, review_recall=1.0)
+    >>> t["hate"]["block"], t["hate"]["review"], t["hate"]["block_recall"]
+    (0.8, 0.4, 0.5)
+    """
+    labels, label_mask, scores = validate_inputs(labels, label_mask, scores, categories)
+    block_precision = _check_target("block_precision", block_precision)
+    review_recall = _check_target("review_recall", review_recall)
+    if min_predicted_positive < 1:
+        raise ValueError(f"min_predicted_positive must be >= 1, got {min_predicted_positive}")
+    out: dict[str, dict] = {}
+    for c, cat in enumerate(categories):
+        keep = label_mask[:, c]
+        label, score = labels[keep, c], scores[keep, c]
+        positives = int(np.sum(label == 1.0))
+        if positives == 0:
+            logger.warning("%s: no known positive in %d validation labels; using default thresholds", cat, len(label))
+            entry = _default(label, score)
+        else:
+            entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive)
+            if not entry["block_target_met"]:
+                logger.warning(
+                    "%s: no threshold reaches precision %.3f; block=%.4f gives precision %.3f (fallback)",
+                    cat, block_precision, entry["block"], entry["block_precision"],
+                )
+            if positives == len(label):
+                logger.warning("%s: no known negative; validation precision is trivially 1", cat)
+        out[cat] = {
+            **entry,
+            "target_block_precision": block_precision,
+            "target_review_recall": review_recall,
+            "support": int(len(label)),
+            "positives": positives,
+        }
+    return out

@@ -1,0 +1,125 @@
+"""The `moderation` command: one console script with subcommands.
+
+It is the composition root: the only place that wires the library (moderation), evaluation (eval) and
+serving (serve) together. Heavy imports happen inside the handlers so `moderation --help` is instant.
+Only this module prints; errors in user input exit with status 2 and a message naming the file, key or row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _offline_by_default() -> None:
+    # The machines this runs on often have no hub access; an online lookup would hang ~25 s then fail.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cmd_check_config(args) -> int:
+    from moderation.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    missing = [f"datasets.{n}.path: {d.path} does not exist" for n, d in config.datasets.items()
+               if d.loader != "hub" and not Path(d.path).exists()]
+    for line in missing:
+        print(f"warning: {line}", file=sys.stderr)
+    print(f"{args.config}: OK ({len(config.categories)} categories, {len(config.datasets)} datasets, "
+          f"fusion {config.head.fusion}, text encoder {config.text_encoder.model}, image encoder {config.image_encoder.kind})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from moderation.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from eval.pipeline import train_and_evaluate
+
+    run_dir = train_and_evaluate(config, progress=not args.quiet)
+    print(f"run written to {run_dir}")
+    print(f"report: {run_dir / 'report' / 'report.md'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from eval.pipeline import evaluate_file
+
+    out = evaluate_file(args.run, Path(args.data), Path(args.out) if args.out else None, progress=not args.quiet)
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from tqdm.auto import tqdm
+
+    from moderation.data.generic import read_prediction_inputs, write_jsonl
+    from moderation.predict import Moderator
+
+    rows = read_prediction_inputs(Path(args.data))
+    moderator = Moderator(args.run)
+    results = []
+    for start in tqdm(range(0, len(rows), args.batch_size), desc="predict", unit="batch", disable=args.quiet):
+        results.extend(moderator.score(rows[start:start + args.batch_size]))
+    write_jsonl(results, Path(args.out))
+    print(f"{len(results)} predictions written to {args.out} (model {moderator.version})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config and report every problem at once")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.set_defaults(handler=cmd_check_config)
+
+    p = sub.add_parser("train", help="train, choose thresholds, evaluate and write a run directory")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.epochs=5")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-class PR-AUC of a run on a generic JSONL file")
+    p.add_argument("--run", help="run directory (default: the shipped default model)")
+    p.add_argument("--data", required=True, help="generic JSONL: {id, text, image, labels}")
+    p.add_argument("--out", help="report folder (default: <run>/eval-<data name>)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score posts: a generic JSONL file, or one text / image path per line")
+    p.add_argument("--run", help="run directory (default: the shipped default model)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="output JSONL: {id, scores, text_scores, image_scores}")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _offline_by_default()
+    from moderation.config import ConfigError
+    from moderation.data.records import DataError
+
+    try:
+        return args.handler(args)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # library errors name the bad value; show them without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

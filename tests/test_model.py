@@ -1,0 +1,113 @@
+"""Fusion heads, losses, windows and features: shapes, masks respected, missing modalities handled."""
+
+import numpy as np
+import pytest
+import torch
+
+from moderation.config import TextEncoderConfig
+from moderation.features import Features, offsets_from_owner
+from moderation.fusion import FusionHead, max_per_owner
+from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
+from moderation.model import ModerationModel
+
+
+def inputs(batch=4, windows=(1, 3, 2, 1), dt=8, di=6, has_image=(True, False, True, False)):
+    owner = torch.repeat_interleave(torch.arange(batch), torch.tensor(windows))
+    return dict(text_windows=torch.randn(int(sum(windows)), dt), owner=owner, image=torch.randn(batch, di),
+                has_text=torch.ones(batch, dtype=torch.bool), has_image=torch.tensor(has_image))
+
+
+@pytest.mark.parametrize("fusion", ["late", "concat", "text_only", "image_only"])
+def test_heads_return_three_logits_of_shape_b_c(fusion):
+    head = FusionHead(fusion, 8, 6, 5)
+    out = head(**inputs())
+    assert set(out) == {"text", "image", "fused"}
+    assert all(v.shape == (4, 5) for v in out.values())
+    out["fused"].sum().backward()  # differentiable end to end
+
+
+def test_late_fusion_uses_the_present_modality_alone():
+    head = FusionHead("late", 8, 6, 3).eval()
+    batch = inputs(has_image=(False, False, True, True))
+    batch["has_text"] = torch.tensor([True, True, True, False])
+    out = head(**batch)
+    assert torch.allclose(out["fused"][0], out["text"][0])  # text only
+    assert torch.allclose(out["fused"][3], out["image"][3])  # image only
+
+
+def test_window_max_pooling():
+    values = torch.tensor([[1.0], [5.0], [2.0], [-1.0]])
+    owner = torch.tensor([0, 0, 1, 1])
+    assert max_per_owner(values, owner, 3).squeeze(1).tolist() == [5.0, 2.0, 0.0]  # owner 2 has no window
+
+
+def test_masked_losses_ignore_unknown_labels():
+    logit = torch.randn(5, 3)
+    label = torch.randint(0, 2, (5, 3)).float()
+    mask = torch.rand(5, 3) > 0.4
+    flipped = torch.where(mask, label, 1 - label)  # change only the unknown labels
+    assert torch.allclose(masked_bce(logit, label, mask), masked_bce(logit, flipped, mask))
+    assert torch.allclose(masked_focal(logit, label, mask), masked_focal(logit, flipped, mask))
+    assert masked_focal(logit, label, mask, gamma=0.0).item() == pytest.approx(masked_bce(logit, label, mask).item())
+
+
+def test_positive_weights_count_known_labels_only():
+    labels = np.array([[1, 0], [0, 0], [0, 1], [0, 0]], np.float32)
+    mask = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], bool)
+    assert positive_weights(labels, mask, cap=100).tolist() == [3.0, 1.0]  # class 1: one pos, one known neg
+    assert positive_weights(labels, mask, cap=2).tolist() == [2.0, 1.0]
+
+
+def test_negative_downsampling_keeps_all_positives_and_corrects_prior():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((4000, 2)) < 0.05).astype(np.float32)
+    mask = np.ones_like(labels, bool)
+    keep = downsample_negatives(labels, mask, 0.25, seed=0)
+    pos_rows = np.flatnonzero(labels.sum(1) > 0)
+    assert set(pos_rows) <= set(keep)
+    neg_kept = len(keep) - len(pos_rows)
+    assert neg_kept == pytest.approx(0.25 * (4000 - len(pos_rows)), rel=0.1)
+    # odds on the sampled data are 1/rate too high; adding log(rate) to the logit undoes it exactly
+    p_sampled = 0.2
+    logit = np.log(p_sampled / (1 - p_sampled)) + prior_correction(0.25)
+    assert 1 / (1 + np.exp(-logit)) == pytest.approx(0.2 * 0.25 / (0.2 * 0.25 + 0.8))
+
+
+def test_features_batch_gathers_each_rows_windows():
+    owner = np.array([0, 0, 1, 2, 2, 2])
+    windows = np.arange(6, dtype=np.float32).reshape(6, 1)
+    f = Features(windows=windows, offsets=offsets_from_owner(owner, 3), image=None,
+                 has_text=np.ones(3, bool), has_image=np.zeros(3, bool),
+                 labels=np.zeros((3, 1), np.float32), label_mask=np.ones((3, 1), bool))
+    b = f.batch(np.array([2, 0]))
+    assert b["text_windows"].squeeze(1).tolist() == [3, 4, 5, 0, 1]
+    assert b["owner"].tolist() == [0, 0, 0, 1, 1]
+    sub = f.subset(np.array([1, 2]))
+    assert sub.offsets.tolist() == [0, 1, 4] and sub.windows.squeeze(1).tolist() == [2, 3, 4, 5]
+
+
+def test_text_encoder_windows_cover_long_texts(tiny_bert):
+    from moderation.encoders.text import TextEncoder
+
+    enc = TextEncoder(TextEncoderConfig(model=str(tiny_bert), max_length=16, window_stride=4, max_windows=3))
+    long_text = " ".join(["cats"] * 60)
+    emb, owner = enc.encode(["hello", long_text, ""])
+    assert owner.tolist().count(1) == 3  # capped at max_windows
+    assert owner.tolist().count(0) == 1 and emb.shape == (len(owner), 32)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    alone, _ = enc.encode(["hello"])
+    assert np.allclose(alone[0], emb[0], atol=1e-5)  # batching/bucketing does not change results
+
+
+def test_model_save_load_round_trip(tmp_path):
+    from moderation.zeroshot import ZeroShotScorer
+
+    zs = ZeroShotScorer(torch.randn(4, 8), torch.tensor([0, 0, 2, 2]), 3)
+    zs.active[2], zs.scale[2], zs.offset[2] = True, 5.0, -2.0
+    model = ModerationModel(["a", "b", "c"], "late", 8, 6, zero_shot=zs).eval()
+    model.save(tmp_path, {"version": "v1"})
+    loaded, meta = ModerationModel.load(tmp_path)
+    batch = inputs(batch=4, dt=8, di=6)
+    for key in ("fused", "text", "image"):
+        assert torch.allclose(model(**batch, for_prediction=True)[key], loaded(**batch, for_prediction=True)[key])
+    assert meta["version"] == "v1" and meta["categories"] == ["a", "b", "c"]
