@@ -57,7 +57,7 @@ def validate_inputs(labels, label_mask, scores, categories: Sequence[str] | None
     bad_scores = ~(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0))
     if bad_scores.any():
         row, col = np.argwhere(bad_scores)[0]
-        raise ValueError(f"scores must be probabilities in [0, 1], got {scores[row, col]!r} at row {row}, column {col}")
+        raise ValueError(f"scores must be probabilities in [0, 1], got {float(scores[row, col])} at row {row}, column {col}")
     if categories is not None and len(categories) != labels.shape[1]:
         raise ValueError(f"got {len(categories)} categories {list(categories)} for {labels.shape[1]} label columns")
     return labels, label_mask, scores

@@ -66,6 +66,26 @@ def _mark_thresholds(ax, label: np.ndarray, score: np.ndarray, cut: Mapping | No
                    label=f"{kind} @ {t:.3f}: P={at['precision']:.2f} R={at['recall']:.2f}")
 
 
+def _pr_figure(label: np.ndarray, scores: Mapping[str, np.ndarray], main: str, cut: Mapping | None, title: str):
+    """One category's PR picture; `scores` maps model name -> 1-D scores over the known labels."""
+    fig, ax = _figure()
+    # Main model first so it keeps the first colour in every picture.
+    for name in [main] + [m for m in scores if m != main]:
+        precision, recall, _ = precision_recall_curve(label, scores[name])
+        ap = average_precision_score(label, scores[name])
+        ax.plot(recall, precision, drawstyle="steps-post", lw=2 if name == main else 1.3,
+                label=f"{name} (PR-AUC {ap:.3f})")
+        if name == main:
+            _mark_thresholds(ax, label, scores[name], cut)
+    prevalence = float(np.mean(label == 1.0))
+    ax.axhline(prevalence, color="grey", ls="--", lw=1, label=f"prevalence {prevalence:.3f} (random scorer)")
+    ax.set(xlim=(0, 1.01), ylim=(0, 1.02), xlabel="recall (share of harmful items caught)",
+           ylabel="precision (share of flagged items that are harmful)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
 def plot_pr_curves(
     labels,
     label_mask,
@@ -75,19 +95,19 @@ def plot_pr_curves(
     out_dir,
     *,
     main_model: str | None = None,
-    split: str | None = None,
+    title_suffix: str = "",
 ) -> list[Path]:
-    """Write one PNG per category, `pr_<category>.png` (`pr_<split>_<category>.png` with `split`).
+    """Write `pr_<category>.png` into `out_dir` for each category; return the paths written.
 
-    Each has one step-wise PR curve per model with its PR-AUC (average precision) in the legend, the
-    prevalence line, and the block/review thresholds of `thresholds` marked on the main model's curve
-    (`main_model`: default "model" when present, else the first model). A category without both a known
-    positive and a known negative has no PR curve and no PNG (logged). Returns the paths written.
+    Each picture has one step-wise PR curve per model with its PR-AUC (average precision) in the legend,
+    the prevalence line, and the block/review thresholds of `thresholds` ({category: {"block", "review"}},
+    or None) marked on the main model's curve (`main_model`: default "model" when present, else the first
+    model). `title_suffix` (e.g. "(test)") ends each title. A category without both a known positive and a
+    known negative has no PR curve, so no PNG (logged).
     """
     main = _main_model(scores_by_model, main_model)
-    checked = {name: validate_inputs(labels, label_mask, s, categories) for name, s in scores_by_model.items()}
-    labels, label_mask, _ = checked[main]
-    out_dir = Path(out_dir)
+    labels, label_mask, _ = validate_inputs(labels, label_mask, scores_by_model[main], categories)
+    checked = {name: validate_inputs(labels, label_mask, s, categories)[2] for name, s in scores_by_model.items()}
     paths = []
     for c, cat in enumerate(categories):
         keep = label_mask[:, c]
@@ -96,63 +116,46 @@ def plot_pr_curves(
         if positives == 0 or positives == len(label):
             logger.info("%s: no PR curve (%d known labels, %d positive)", cat, len(label), positives)
             continue
-        fig, ax = _figure()
-        # Main model first so it keeps the first colour in every picture.
-        for name in [main] + [m for m in scores_by_model if m != main]:
-            score = checked[name][2][keep, c]
-            precision, recall, _ = precision_recall_curve(label, score)
-            ap = average_precision_score(label, score)
-            ax.plot(recall, precision, drawstyle="steps-post", lw=2 if name == main else 1.3,
-                    label=f"{name} (PR-AUC {ap:.3f})")
-            if name == main:
-                _mark_thresholds(ax, label, score, thresholds.get(cat) if thresholds else None)
-        prevalence = positives / len(label)
-        ax.axhline(prevalence, color="grey", ls="--", lw=1, label=f"prevalence {prevalence:.3f} (random scorer)")
-        where = f" ({split})" if split else ""
-        ax.set(xlim=(0, 1.01), ylim=(0, 1.02), xlabel="recall (share of harmful items caught)",
-               ylabel="precision (share of flagged items that are harmful)",
-               title=f"{cat}{where}: {positives} positive of {len(label)} labelled")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
-        stem = f"pr_{_safe_name(split)}_{_safe_name(cat)}" if split else f"pr_{_safe_name(cat)}"
-        paths.append(_save(fig, out_dir / f"{stem}.png"))
+        title = f"{cat}: {positives} positive of {len(label)} labelled {title_suffix}".rstrip()
+        fig = _pr_figure(label, {name: s[keep, c] for name, s in checked.items()}, main,
+                         thresholds.get(cat) if thresholds else None, title)
+        paths.append(_save(fig, Path(out_dir) / f"pr_{_safe_name(cat)}.png"))
     return paths
 
 
-def plot_threshold_tradeoff(
-    labels,
-    label_mask,
-    scores,
-    categories: Sequence[str],
-    category: str,
-    thresholds: Mapping[str, Mapping] | None,
-    out_path,
-) -> Path | None:
-    """Precision, recall and share flagged against the threshold for one category, block/review drawn.
-
-    The shaded bands are what serving does with a score: allow below `review`, human review between,
-    block at or above `block`. Returns the PNG path, or `None` when the category has no known positive
-    and negative to draw (logged).
-    """
-    labels, label_mask, scores = validate_inputs(labels, label_mask, scores, categories)
-    if category not in categories:
-        raise ValueError(f"category {category!r} is not one of {list(categories)}")
-    c = list(categories).index(category)
-    keep = label_mask[:, c]
-    label, score = labels[keep, c], scores[keep, c]
+def _check_one_class(label, score, category: str):
+    label, score = np.asarray(label, dtype=np.float64), np.asarray(score, dtype=np.float64)
+    if label.ndim != 1 or score.shape != label.shape:
+        raise ValueError(f"label and score must be 1-D of one length, got shapes {label.shape} and {score.shape}")
+    validate_inputs(label[:, None], np.ones((len(label), 1), bool), score[:, None])
     positives = int(np.sum(label == 1.0))
     if positives == 0 or positives == len(label):
-        logger.info("%s: no trade-off plot (%d known labels, %d positive)", category, len(label), positives)
-        return None
+        raise ValueError(f"{category}: a trade-off plot needs a known positive and a known negative, "
+                         f"got {positives} positive of {len(label)}")
+    return label, score
+
+
+def plot_threshold_tradeoff(label, score, category: str, thresholds: Mapping | None, out_dir,
+                            *, title_suffix: str = "") -> Path:
+    """Precision, recall and share flagged against the threshold for one category; return the PNG path.
+
+    `label` and `score` are 1-D over that category's KNOWN labels only; `thresholds` is the category's own
+    {"block": t, "review": t} (None: no lines). The shaded bands are what serving does with a score:
+    human review in [review, block), block at or above block. Writes `out_dir/tradeoff_<category>.png`.
+    Raises `ValueError` without both a known positive and a known negative (there is no curve to draw).
+    """
+    label, score = _check_one_class(label, score, category)
     precision, recall, cut = precision_recall_curve(label, score)
     flagged = 1.0 - np.searchsorted(np.sort(score), cut, side="left") / len(score)
+    # A threshold t flags exactly what the next score cut >= t flags, so values hold to the LEFT of each cut
+    # (steps-pre), back to 0 where everything is flagged.
+    x = np.concatenate([[0.0], cut])
     fig, ax = _figure(7.2, 4.8)
-    ax.plot(cut, precision[:-1], drawstyle="steps-post", lw=2, label="precision")
-    ax.plot(cut, recall[:-1], drawstyle="steps-post", lw=2, label="recall")
-    ax.plot(cut, flagged, drawstyle="steps-post", lw=1.2, color="grey", label="share of items flagged")
-    cuts = thresholds.get(category) if thresholds else None
-    if cuts:
-        block, review = float(cuts["block"]), float(cuts["review"])
+    for y, style in ((precision[:-1], dict(lw=2, label="precision")), (recall[:-1], dict(lw=2, label="recall")),
+                     (flagged, dict(lw=1.2, color="grey", label="share of items flagged"))):
+        ax.plot(x, np.concatenate([y[:1], y]), drawstyle="steps-pre", **style)
+    if thresholds:
+        block, review = float(thresholds["block"]), float(thresholds["review"])
         ax.axvspan(review, block, color=_MARKERS["review"][1], alpha=0.12, label="review band")
         ax.axvspan(block, 1.0, color=_MARKERS["block"][1], alpha=0.12, label="block band")
         for kind, t in (("block", block), ("review", review)):
@@ -160,8 +163,9 @@ def plot_threshold_tradeoff(
             text = "P=n/a" if at["precision"] is None else f"P={at['precision']:.2f}"
             ax.axvline(t, color=_MARKERS[kind][1], lw=1.5, ls="-" if kind == "block" else "--",
                        label=f"{kind} {t:.3f} ({text}, R={at['recall']:.2f})")
+    positives = int(np.sum(label == 1.0))
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="score threshold (score >= threshold is flagged)", ylabel="rate",
-           title=f"{category}: precision / recall by threshold ({positives} positive of {len(label)} labelled)")
+           title=f"{category}: precision / recall by threshold ({positives} positive of {len(label)}) {title_suffix}".rstrip())
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
-    return _save(fig, Path(out_path))
+    return _save(fig, Path(out_dir) / f"tradeoff_{_safe_name(category)}.png")

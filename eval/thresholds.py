@@ -98,6 +98,14 @@ def _default(label: np.ndarray, score: np.ndarray) -> dict:
     }
 
 
+def _warn_if_weak(cat: str, entry: dict, block_precision: float, no_negative: bool) -> None:
+    if not entry["block_target_met"]:
+        logger.warning("%s: no threshold reaches precision %.3f; block=%.4f gives precision %.3f (fallback)",
+                       cat, block_precision, entry["block"], entry["block_precision"])
+    if no_negative:
+        logger.warning("%s: no known negative; validation precision is trivially 1", cat)
+
+
 def choose_thresholds(
     labels,
     label_mask,
@@ -134,13 +142,7 @@ def choose_thresholds(
             entry = _default(label, score)
         else:
             entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive)
-            if not entry["block_target_met"]:
-                logger.warning(
-                    "%s: no threshold reaches precision %.3f; block=%.4f gives precision %.3f (fallback)",
-                    cat, block_precision, entry["block"], entry["block_precision"],
-                )
-            if positives == len(label):
-                logger.warning("%s: no known negative; validation precision is trivially 1", cat)
+            _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
         out[cat] = {
             **entry,
             "target_block_precision": block_precision,

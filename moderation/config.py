@@ -50,8 +50,12 @@ class LabelRule(Strict):
     @field_validator("positive", "negative", "unknown", mode="before")
     @classmethod
     def _as_strings(cls, values: Any) -> Any:
-        # YAML reads `1` as int and `1.1` as float; raw fields are compared as strings.
+        # YAML reads `1` as int and `1.1` as float; raw fields are compared as strings. But YAML also reads
+        # bare off/no/yes as booleans: refuse those rather than silently compare against "False".
         if isinstance(values, list):
+            booleans = [v for v in values if isinstance(v, bool)]
+            if booleans:
+                raise ValueError(f"{booleans} read as true/false: quote label values such as \"off\" or \"no\"")
             return [str(v) for v in values]
         return values
 
@@ -75,7 +79,9 @@ class DatasetConfig(Strict):
     loader: str = Field(description="a name from moderation.data.sources.LOADERS, or 'jsonl' / 'hub'")
     path: str = Field(description="folder or file; relative paths resolve against the config file")
     label_map: dict[str, LabelRule] = {}
-    use: Literal["train_eval", "eval_only"] = "train_eval"
+    # train_eval: split into train/validation/test; eval_only: test only (never trained or tuned on);
+    # train_only: train only (for sets too confounded to measure on, e.g. positives separable by length).
+    use: Literal["train_eval", "eval_only", "train_only"] = "train_eval"
     max_samples: int | None = Field(None, gt=0, description="debug knob: keep at most this many rows")
     hub_split: str | None = Field(None, description="for loader 'hub': the split(s) to read")
     text_field: str | None = Field(None, description="for loader 'hub': the text column")
@@ -157,6 +163,7 @@ class RunConfig(Strict):
     output_dir: str = "runs/{name}"
     cache_dir: str = ".cache/embeddings"
     baseline: bool = True
+    permissive_only: bool = Field(False, description="refuse datasets whose license is not permissive (for shipped models)")
 
 
 class Config(Strict):

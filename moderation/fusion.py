@@ -51,6 +51,11 @@ class FusionHead(nn.Module):
         self.fusion, self.text_dim, self.image_dim, self.num_classes = fusion, text_dim, image_dim, num_classes
         self.text_scorer = _scorer(text_dim, num_classes, hidden_dim, dropout) if text_dim else None
         self.image_scorer = _scorer(image_dim, num_classes, hidden_dim, dropout) if image_dim else None
+        # Per-feature standardisation of the frozen inputs (set from training data by `set_input_stats`):
+        # linear heads on raw sentence embeddings train slowly because their features vary on tiny scales.
+        for name, dim in (("text", text_dim), ("image", image_dim)):
+            self.register_buffer(f"{name}_shift", torch.zeros(dim))
+            self.register_buffer(f"{name}_scale", torch.ones(dim))
         if fusion == "late":
             # Start as a plain sum of the two logits (independent evidence); training re-weighs per class.
             self.text_weight = nn.Parameter(torch.ones(num_classes))
@@ -59,9 +64,21 @@ class FusionHead(nn.Module):
         if fusion == "concat":
             self.joint_scorer = _scorer(text_dim + image_dim + 2, num_classes, max(hidden_dim, 256), dropout)
 
+    @torch.no_grad()
+    def set_input_stats(self, text_windows: torch.Tensor | None, image: torch.Tensor | None) -> None:
+        """Standardise each input feature to zero mean, unit variance over the training rows given."""
+        for name, values in (("text", text_windows), ("image", image)):
+            if values is not None and values.shape[0] > 1:
+                getattr(self, f"{name}_shift").copy_(values.mean(0))
+                getattr(self, f"{name}_scale").copy_(values.std(0).clamp(min=1e-6))
+
     def forward(self, text_windows: torch.Tensor | None, owner: torch.Tensor | None, image: torch.Tensor | None,
                 has_text: torch.Tensor, has_image: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = has_text.shape[0]
+        if text_windows is not None:
+            text_windows = (text_windows - self.text_shift) / self.text_scale
+        if image is not None:
+            image = (image - self.image_shift) / self.image_scale
         zeros = has_text.new_zeros((batch, self.num_classes), dtype=torch.float32)
         text_logit = image_logit = zeros
         if self.text_scorer is not None and text_windows is not None and text_windows.shape[0]:

@@ -207,7 +207,7 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        total, steps = total + float(loss), steps + 1
+        total, steps = total + loss.item(), steps + 1
     if text_encoder is not None:
         text_encoder.eval()
     return total / max(steps, 1)
@@ -259,6 +259,10 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
                             image_encoder.dim if image_encoder else 0, config.head.hidden_dim,
                             config.head.dropout, zero_shot)
     model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
+    has_image = train_features.has_image
+    model.head.set_input_stats(
+        torch.from_numpy(train_features.windows) if train_features.windows.shape[0] else None,
+        torch.from_numpy(train_features.image[has_image]) if train_features.image is not None and has_image.any() else None)
     finetune = config.text_encoder.finetune != "frozen" and text_encoder is not None
     texts = None
     if finetune:

@@ -61,7 +61,7 @@ def tiny_config(train_path: Path, model_dir: Path, out_dir: Path, **sections) ->
         "categories": category_config(),
         "datasets": {"synthetic": {"loader": "jsonl", "path": str(train_path)}},
         "text_encoder": {"model": str(model_dir), "max_length": 16, "window_stride": 4, "batch_size": 64},
-        "train": {"epochs": 15, "batch_size": 32, "lr": 0.01, "patience": 5},
+        "train": {"epochs": 40, "batch_size": 32, "lr": 0.02, "patience": 8},
         "split": {"validation_fraction": 0.2, "test_fraction": 0.2},
         "zero_shot": {"min_train_positives": 5},
         "run": {"name": "tiny", "output_dir": str(out_dir), "cache_dir": str(out_dir.parent / "cache")},

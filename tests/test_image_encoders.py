@@ -265,3 +265,15 @@ def test_build_image_encoder_names_the_bad_setting(tmp_path):
         build_image_encoder(ImageEncoderConfig(kind="transformers"))
     with pytest.raises(ValueError, match=r"image_encoder\.finetune: 'full'.*opennsfw"):
         build_image_encoder(ImageEncoderConfig(kind="opennsfw", finetune="full"))
+
+
+def test_half_precision_checkpoints_load_as_float32(tmp_path, images):
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64)
+    ViTModel(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    encoder = TransformersImageEncoder(str(tmp_path))
+    assert next(encoder.trainable_module().parameters()).dtype == torch.float32
+    assert encoder.encode(images[:1]).dtype == torch.float32

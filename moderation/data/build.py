@@ -77,7 +77,9 @@ def load_labelled(name: str, ds: DatasetConfig, config: Config):
     split_cfg = config.split
 
     def add_split(row: dict) -> dict:
-        split = "test" if ds.use == "eval_only" else assign_split(
+        if ds.use != "train_eval":
+            return {"split": "test" if ds.use == "eval_only" else "train", "source": name}
+        split = assign_split(
             {**row, "source": name}, split_cfg.seed, split_cfg.validation_fraction, split_cfg.test_fraction,
             has_validation)
         return {"split": split, "source": name}
@@ -86,10 +88,22 @@ def load_labelled(name: str, ds: DatasetConfig, config: Config):
     return labelled.select_columns(KEEP_COLUMNS)
 
 
+def check_permissive(config: Config) -> None:
+    """A shipped model may only learn from permissively licensed data; name every dataset that is not."""
+    from moderation.data.sources import LICENSES, is_permissive
+
+    bad = [f"datasets.{n}: license {LICENSES.get(d.loader, 'unknown')!r}" for n, d in config.datasets.items()
+           if d.loader in LICENSES and not is_permissive(d.loader)]
+    if bad:
+        raise DataError("run.permissive_only is set, but these datasets are not permissively licensed:\n  " + "\n  ".join(bad))
+
+
 def build_splits(config: Config, only_eval: bool = False):
     """All configured datasets -> DatasetDict(train, validation, test), leak-free across datasets."""
     import datasets
 
+    if config.run.permissive_only:
+        check_permissive(config)
     parts = []
     for name, ds in config.datasets.items():
         part = load_labelled(name, ds, config)

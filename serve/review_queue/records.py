@@ -66,6 +66,8 @@ def check_scores(scores: Mapping[str, Mapping[str, Any]]) -> None:
     if not scores:
         raise ValueError("scores is empty; expected {category: {'fused': s, 'text': s|None, 'image': s|None}}")
     for category, entry in scores.items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"scores[{category!r}] = {entry!r}: expected {{'fused': s, 'text': s, 'image': s}}")
         unknown = set(entry) - set(MODALITIES)
         if unknown:
             raise ValueError(f"scores[{category!r}]: unknown key(s) {sorted(unknown)} (allowed: {list(MODALITIES)})")
@@ -128,7 +130,8 @@ class Decision:
 @dataclass(frozen=True)
 class AuditEvent:
     id: int
-    event: str  # enqueued | enqueue_duplicate | claimed | lease_expired | released | lease_extended | decided | exported
+    # enqueued | enqueue_duplicate | claimed | lease_expired | released | lease_extended | decided | exported
+    event: str
     item_id: int | None
     actor: str
     at: datetime

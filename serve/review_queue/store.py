@@ -1,7 +1,7 @@
 """`ReviewQueue`: the durable human-review queue, one API over SQLite and PostgreSQL.
 
-Owns the queue's behaviour: idempotent enqueue, claims with leases, decisions, stats, the audit trail, and
-export. Every state change and its audit event commit in one transaction, so the audit log is complete.
+Owns the queue's behaviour: idempotent enqueue, claims with leases, decisions, the audit trail, export.
+Every state change and its audit event commit in one transaction, so the audit log is complete.
 Thread-safe (each call checks a connection out of the engine's pool) and safe across processes and
 replicas (exclusivity comes from the database, never from in-process locks). Open one queue per process,
 after any fork. Times come from an injectable clock; replicas' clocks are assumed NTP-synced (leases are
@@ -11,7 +11,7 @@ minutes long, so seconds of skew do not matter).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from .engine import create_queue_engine, migrate, write_transaction
 from .export import write_generic_jsonl
 from .priority import compute_priority
+from .queries import QUEUE_ORDER, iter_decided, open_for_claim, queue_stats
 from .records import (
     MODALITIES,
     REVIEW_ACTIONS,
@@ -39,8 +40,6 @@ from .schema import audit_log, decisions, items
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-_EXPORT_PAGE = 500  # decisions read per query while exporting, so memory stays flat on a large queue
-_QUEUE_ORDER = (items.c.priority.desc(), items.c.created_at, items.c.id)
 
 
 def utc_now() -> datetime:
@@ -64,15 +63,8 @@ def open_queue(
     return ReviewQueue(engine, categories=categories, severities=severities, clock=clock)
 
 
-def _open_for_claim(now: datetime) -> sa.ColumnElement[bool]:
-    # An expired lease puts the item back in the queue without any background job: claim simply treats it
-    # as pending. Its status still reads "claimed" until then.
-    expired = sa.and_(items.c.status == "claimed", items.c.lease_expires_at <= now)
-    return sa.or_(items.c.status == "pending", expired)
-
-
 class ReviewQueue:
-    """The review queue over one database; see `open_queue`."""
+    """The review queue over one database; see `open_queue` (which also applies migrations)."""
 
     def __init__(
         self,
@@ -85,13 +77,13 @@ class ReviewQueue:
         self._categories = list(categories) if categories is not None else None
         self._severities = dict(severities or {})
         self._clock = clock
-        if self._categories is not None and set(self._severities) - set(self._categories):
-            unknown = sorted(set(self._severities) - set(self._categories))
+        unknown = sorted(set(self._severities) - set(self._categories or self._severities))
+        if unknown:
             raise ValueError(f"severities for unknown categories {unknown} (configured: {self._categories})")
 
     @property
     def engine(self) -> Engine:
-        """The underlying engine (health checks, maintenance); the queue's tables are in `.schema`."""
+        """The underlying engine (health checks, maintenance); the tables are in `serve.review_queue.schema`."""
         return self._engine
 
     def close(self) -> None:
@@ -109,10 +101,6 @@ class ReviewQueue:
             raise ValueError(f"the queue's clock returned a naive datetime {now!r}; it must be timezone-aware")
         return now
 
-    @staticmethod
-    def _audit(conn: Connection, event: str, item_id: int | None, actor: str, at: datetime, **details: Any) -> None:
-        conn.execute(audit_log.insert().values(event=event, item_id=item_id, actor=actor, at=at, details=details))
-
     # -- enqueue ---------------------------------------------------------------------------------------
 
     def enqueue(
@@ -125,28 +113,27 @@ class ReviewQueue:
 
         A repeat enqueue (a retried request, a re-scored post) returns the existing item untouched: its
         scores, status and any decision stay as they are. `thresholds` {category: {"block", "review"}} are
-        those the scoring model version used; `severities` default to the queue's. See `.priority`.
+        those of the model version that scored it; `severities` default to the queue's. See `.priority`.
         """
-        if self._categories is not None and set(item.scores) - set(self._categories):
-            unknown = sorted(set(item.scores) - set(self._categories))
-            raise ValueError(f"post {item.post_id!r}: scores for unknown categories {unknown} (configured: {self._categories})")
+        unknown = sorted(set(item.scores) - set(self._categories or item.scores))
+        if unknown:
+            raise ValueError(
+                f"post {item.post_id!r}: scores for unknown categories {unknown} (configured: {self._categories})"
+            )
         priority = compute_priority(item.scores, thresholds, self._severities if severities is None else severities)
         now = self._now()
-        scores = {c: {m: entry.get(m) for m in MODALITIES} for c, entry in item.scores.items()}
-        values = dict(
-            post_id=item.post_id, text=item.text, image=item.image, image_mime=item.image_mime, scores=scores,
-            action=item.action, model_version=item.model_version, priority=priority, status="pending",
-            reason=item.reason, created_at=now,
-        )  # fmt: skip
-        dialect_insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        # ON CONFLICT DO NOTHING: two replicas enqueuing the same post at once both succeed, one row results.
-        statement = dialect_insert(items).values(**values).on_conflict_do_nothing(index_elements=["post_id"])
+        values = _new_row(item, priority, now)
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        # ON CONFLICT DO NOTHING: two replicas enqueuing the same post at once both succeed; one row results.
+        statement = insert(items).values(**values).on_conflict_do_nothing(index_elements=["post_id"])
         with write_transaction(self._engine) as conn:
-            created = conn.execute(statement).rowcount == 1
-            item_id = conn.execute(sa.select(items.c.id).where(items.c.post_id == item.post_id)).scalar_one()
+            item_id = conn.execute(statement.returning(items.c.id)).scalar()  # None: already queued
+            created = item_id is not None
+            if not created:
+                item_id = conn.execute(sa.select(items.c.id).where(items.c.post_id == item.post_id)).scalar_one()
             event = "enqueued" if created else "enqueue_duplicate"
-            self._audit(conn, event, item_id, "system", now, reason=item.reason, model_action=item.action,
-                        model_version=item.model_version, priority=priority)  # fmt: skip
+            details = dict(reason=item.reason, model_action=item.action, model_version=item.model_version)
+            _audit(conn, event, item_id, "system", now, priority=priority, **details)
         log.debug("%s post %r as item %d (priority %.3f)", event, item.post_id, item_id, priority)
         return item_id, created
 
@@ -158,18 +145,18 @@ class ReviewQueue:
         No two reviewers ever hold the same item: PostgreSQL locks the chosen rows with FOR UPDATE SKIP
         LOCKED (concurrent claimers take the next rows instead of waiting); SQLite runs the whole claim in
         a BEGIN IMMEDIATE transaction, one claimer at a time. The claim lasts `lease_seconds`; after that
-        the item is open again (extend it with `extend_lease`).
+        the item is open again (see `extend_lease`).
         """
-        _check_actor(reviewer)
-        _check_positive("lease_seconds", lease_seconds)
+        _check_reviewer(reviewer)
+        _check_seconds(lease_seconds)
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n = {n!r}: expected an integer >= 1")
         now = self._now()
         expires = now + timedelta(seconds=lease_seconds)
         query = (
             sa.select(items.c.id, items.c.status, items.c.claim_owner, items.c.lease_expires_at)
-            .where(_open_for_claim(now))
-            .order_by(*_QUEUE_ORDER)
+            .where(open_for_claim(now))
+            .order_by(*QUEUE_ORDER)
             .limit(n)
             .with_for_update(skip_locked=True)  # SQLite compiles no FOR UPDATE; BEGIN IMMEDIATE covers it
         )
@@ -180,58 +167,36 @@ class ReviewQueue:
             ids = [row.id for row in rows]
             for row in rows:
                 if row.status == "claimed":
-                    self._audit(conn, "lease_expired", row.id, "system", now, previous_owner=row.claim_owner,
-                                lease_expired_at=row.lease_expires_at.isoformat())  # fmt: skip
-            conn.execute(
-                items.update().where(items.c.id.in_(ids))
-                .values(status="claimed", claim_owner=reviewer, lease_expires_at=expires)
-            )  # fmt: skip
+                    details = dict(previous_owner=row.claim_owner, lease_expired_at=row.lease_expires_at.isoformat())
+                    _audit(conn, "lease_expired", row.id, "system", now, **details)
+            owned = dict(status="claimed", claim_owner=reviewer, lease_expires_at=expires)
+            conn.execute(items.update().where(items.c.id.in_(ids)).values(**owned))
             for item_id in ids:
-                self._audit(conn, "claimed", item_id, reviewer, now, lease_expires_at=expires.isoformat())
-            claimed = {r.id: _item(r) for r in conn.execute(sa.select(items).where(items.c.id.in_(ids)))}
+                _audit(conn, "claimed", item_id, reviewer, now, lease_expires_at=expires.isoformat())
+            claimed = {row.id: _item(row) for row in conn.execute(sa.select(items).where(items.c.id.in_(ids)))}
         log.debug("%r claimed items %s until %s", reviewer, ids, expires.isoformat())
         return [claimed[i] for i in ids]
 
-    def _held(self, conn: Connection, item_id: int, reviewer: str, now: datetime, allow_expired: bool = False):
-        """The item's row, locked, if `reviewer` holds a claim on it; otherwise a ClaimError saying why."""
-        row = conn.execute(sa.select(items).where(items.c.id == item_id).with_for_update()).first()
-        if row is None:
-            raise ItemNotFound(f"no review item with id {item_id!r}")
-        if row.status == "decided":
-            raise ClaimError(f"item {item_id} is already decided; a decision is final")
-        if row.status == "pending":
-            raise ClaimError(f"item {item_id} is not claimed by anyone; {reviewer!r} must claim it first")
-        until = row.lease_expires_at.isoformat()
-        if row.claim_owner != reviewer:
-            raise ClaimError(f"item {item_id} is claimed by {row.claim_owner!r} (lease until {until}), not by {reviewer!r}")
-        if row.lease_expires_at <= now and not allow_expired:
-            raise ClaimError(f"{reviewer!r}'s lease on item {item_id} expired at {until}; claim it again")
-        return row
-
     def release(self, item_id: int, reviewer: str) -> Item:
-        """Give a claimed item back to the queue (only its claimer can)."""
+        """Give a claimed item back to the queue (only its claimer can, even just after the lease ran out)."""
         now = self._now()
         with write_transaction(self._engine) as conn:
-            self._held(conn, item_id, reviewer, now, allow_expired=True)
-            conn.execute(
-                items.update().where(items.c.id == item_id)
-                .values(status="pending", claim_owner=None, lease_expires_at=None)
-            )  # fmt: skip
-            self._audit(conn, "released", item_id, reviewer, now)
-            row = conn.execute(sa.select(items).where(items.c.id == item_id)).one()
-        return _item(row)
+            _held_claim(conn, item_id, reviewer, now, allow_expired=True)
+            open_again = dict(status="pending", claim_owner=None, lease_expires_at=None)
+            conn.execute(items.update().where(items.c.id == item_id).values(**open_again))
+            _audit(conn, "released", item_id, reviewer, now)
+            return _item(conn.execute(sa.select(items).where(items.c.id == item_id)).one())
 
     def extend_lease(self, item_id: int, reviewer: str, lease_seconds: float) -> Item:
-        """Move the live claim's expiry to now + `lease_seconds` (only its claimer, before it expires)."""
-        _check_positive("lease_seconds", lease_seconds)
+        """Move a live claim's expiry to now + `lease_seconds` (only its claimer, before it expires)."""
+        _check_seconds(lease_seconds)
         now = self._now()
         expires = now + timedelta(seconds=lease_seconds)
         with write_transaction(self._engine) as conn:
-            self._held(conn, item_id, reviewer, now)
+            _held_claim(conn, item_id, reviewer, now)
             conn.execute(items.update().where(items.c.id == item_id).values(lease_expires_at=expires))
-            self._audit(conn, "lease_extended", item_id, reviewer, now, lease_expires_at=expires.isoformat())
-            row = conn.execute(sa.select(items).where(items.c.id == item_id)).one()
-        return _item(row)
+            _audit(conn, "lease_extended", item_id, reviewer, now, lease_expires_at=expires.isoformat())
+            return _item(conn.execute(sa.select(items).where(items.c.id == item_id)).one())
 
     # -- decisions -------------------------------------------------------------------------------------
 
@@ -248,22 +213,18 @@ class ReviewQueue:
         clean = check_labels(labels, self._categories) if self._categories is not None else None
         now = self._now()
         with write_transaction(self._engine) as conn:
-            row = self._held(conn, item_id, reviewer, now)
+            row = _held_claim(conn, item_id, reviewer, now)
             if clean is None:
                 clean = check_labels(labels, list(row.scores))
-            result = conn.execute(
-                decisions.insert().values(item_id=item_id, reviewer=reviewer, action=action, labels=clean,
-                                          note=note, decided_at=now)
-            )  # fmt: skip
-            decision_id = result.inserted_primary_key[0]
-            conn.execute(
-                items.update().where(items.c.id == item_id)
-                .values(status="decided", claim_owner=None, lease_expires_at=None)
-            )  # fmt: skip
-            self._audit(conn, "decided", item_id, reviewer, now, decision_id=decision_id, action=action,
-                        labels=clean, note=note)  # fmt: skip
+            decision = dict(item_id=item_id, reviewer=reviewer, action=action, labels=clean, note=note, decided_at=now)
+            decision_id = conn.execute(decisions.insert().values(**decision)).inserted_primary_key[0]
+            closed = dict(status="decided", claim_owner=None, lease_expires_at=None)
+            conn.execute(items.update().where(items.c.id == item_id).values(**closed))
+            _audit(
+                conn, "decided", item_id, reviewer, now, decision_id=decision_id, action=action, labels=clean, note=note
+            )
         log.info("item %d decided %s by %r (labels %s)", item_id, action, reviewer, clean)
-        return Decision(decision_id, item_id, reviewer, action, clean, note, now)
+        return Decision(id=decision_id, **decision)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -284,31 +245,15 @@ class ReviewQueue:
         """Open items (pending, or claimed with an expired lease) in the order `claim` would serve them."""
         if limit < 0 or offset < 0:
             raise ValueError(f"limit = {limit!r}, offset = {offset!r}: expected integers >= 0")
-        query = sa.select(items).where(_open_for_claim(self._now())).order_by(*_QUEUE_ORDER)
+        query = sa.select(items).where(open_for_claim(self._now())).order_by(*QUEUE_ORDER)
         with self._engine.connect() as conn:
             return [_item(row) for row in conn.execute(query.limit(limit).offset(offset))]
 
     def stats(self) -> dict[str, Any]:
-        """Counts for dashboards and alerts.
-
-        pending: open items (an expired claim counts as pending); claimed: live claims; decided;
-        by_reason: all items per enqueue reason; by_action: decisions per reviewer action;
-        oldest_pending_age_s: age of the oldest open item (None when there is none).
-        """
+        """{pending, claimed, decided, by_reason, by_action, oldest_pending_age_s}; see `queries.queue_stats`."""
         now = self._now()
-        live = sa.and_(items.c.status == "claimed", items.c.lease_expires_at > now)
-        count = sa.func.count()
         with self._engine.connect() as conn:
-            pending = conn.execute(sa.select(count).where(_open_for_claim(now))).scalar_one()
-            claimed = conn.execute(sa.select(count).where(live)).scalar_one()
-            decided = conn.execute(sa.select(count).where(items.c.status == "decided")).scalar_one()
-            by_reason = dict(conn.execute(sa.select(items.c.reason, count).group_by(items.c.reason)).all())
-            by_action = dict(conn.execute(sa.select(decisions.c.action, count).group_by(decisions.c.action)).all())
-            oldest = conn.execute(sa.select(sa.func.min(items.c.created_at)).where(_open_for_claim(now))).scalar()
-        return {
-            "pending": pending, "claimed": claimed, "decided": decided, "by_reason": by_reason,
-            "by_action": by_action, "oldest_pending_age_s": None if oldest is None else (now - oldest).total_seconds(),
-        }  # fmt: skip
+            return queue_stats(conn, now)
 
     def audit(self, item_id: int | None = None, limit: int | None = None) -> list[AuditEvent]:
         """Audit events, oldest first: of one item, or of the whole queue when `item_id` is None."""
@@ -318,8 +263,6 @@ class ReviewQueue:
         with self._engine.connect() as conn:
             return [AuditEvent(**row._mapping) for row in conn.execute(query)]
 
-    # -- export ----------------------------------------------------------------------------------------
-
     def export_decisions(self, out_path: Path, since: datetime | None = None) -> int:
         """Write decisions (made at or after `since`, if given) as generic JSONL training rows; return the count.
 
@@ -328,39 +271,61 @@ class ReviewQueue:
         if since is not None and since.tzinfo is None:
             raise ValueError(f"since = {since!r} is naive; pass a timezone-aware datetime")
         out_path = Path(out_path)
-        written = write_generic_jsonl(self._decided(since), out_path)
+        written = write_generic_jsonl(iter_decided(self._engine, since), out_path)
         with write_transaction(self._engine) as conn:
-            self._audit(conn, "exported", None, "export", self._now(), path=str(out_path.resolve()), rows=written,
-                        since=None if since is None else since.isoformat())  # fmt: skip
+            details = dict(path=str(out_path.resolve()), rows=written, since=since and since.isoformat())
+            _audit(conn, "exported", None, "export", self._now(), **details)
         log.info("exported %d reviewed rows to %s", written, out_path)
         return written
 
-    def _decided(self, since: datetime | None) -> Iterator[dict[str, Any]]:
-        """Decided items with their labels, in decision order, read a page at a time."""
-        columns = (decisions.c.id, items.c.post_id, items.c.text, items.c.image, items.c.image_mime, decisions.c.labels)
-        query = sa.select(*columns).join(items, items.c.id == decisions.c.item_id).order_by(decisions.c.id)
-        if since is not None:
-            query = query.where(decisions.c.decided_at >= since)
-        last_id = 0
-        while True:
-            with self._engine.connect() as conn:
-                page = conn.execute(query.where(decisions.c.id > last_id).limit(_EXPORT_PAGE)).all()
-            for row in page:
-                yield dict(row._mapping)
-            if len(page) < _EXPORT_PAGE:
-                return
-            last_id = page[-1].id
+
+def _new_row(item: NewItem, priority: float, now: datetime) -> dict[str, Any]:
+    """The items row of a newly enqueued post; every category's scores hold all three modalities (None = absent)."""
+    return dict(
+        post_id=item.post_id,
+        text=item.text,
+        image=item.image,
+        image_mime=item.image_mime,
+        scores={c: {m: entry.get(m) for m in MODALITIES} for c, entry in item.scores.items()},
+        action=item.action,
+        model_version=item.model_version,
+        priority=priority,
+        status="pending",
+        reason=item.reason,
+        created_at=now,
+    )
+
+
+def _held_claim(conn: Connection, item_id: int, reviewer: str, now: datetime, allow_expired: bool = False) -> sa.Row:
+    """The item's row, locked, if `reviewer` holds its claim; otherwise a ClaimError that says why not."""
+    row = conn.execute(sa.select(items).where(items.c.id == item_id).with_for_update()).first()
+    if row is None:
+        raise ItemNotFound(f"no review item with id {item_id!r}")
+    if row.status == "decided":
+        raise ClaimError(f"item {item_id} is already decided; a decision is final")
+    if row.status == "pending":
+        raise ClaimError(f"item {item_id} is not claimed by anyone; {reviewer!r} must claim it first")
+    until = row.lease_expires_at.isoformat()
+    if row.claim_owner != reviewer:
+        raise ClaimError(f"item {item_id} is claimed by {row.claim_owner!r} (lease until {until}), not by {reviewer!r}")
+    if row.lease_expires_at <= now and not allow_expired:
+        raise ClaimError(f"{reviewer!r}'s lease on item {item_id} expired at {until}; claim it again")
+    return row
+
+
+def _audit(conn: Connection, event: str, item_id: int | None, actor: str, at: datetime, **details: Any) -> None:
+    conn.execute(audit_log.insert().values(event=event, item_id=item_id, actor=actor, at=at, details=details))
 
 
 def _item(row: sa.Row) -> Item:
     return Item(**row._mapping)
 
 
-def _check_actor(name: str) -> None:
+def _check_reviewer(name: str) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"reviewer must be a non-empty string, got {name!r}")
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} = {value!r}: expected a number of seconds > 0")
+def _check_seconds(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"lease_seconds = {value!r}: expected a number of seconds > 0")

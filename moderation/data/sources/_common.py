@@ -14,6 +14,7 @@ from pathlib import Path
 
 import datasets
 import pandas as pd
+from datasets.exceptions import DatasetGenerationError
 
 from moderation.data.records import GROUP, ID, IMAGE, RAW_COLUMNS, SPLIT, TEXT, DataError
 
@@ -42,16 +43,19 @@ def require_columns(columns: list[str], required: list[str], path: Path) -> None
 
 
 def read_table(path: Path, required: list[str], sep: str = ",", **csv_kwargs) -> pd.DataFrame:
-    """A CSV/TSV file as a DataFrame of strings (None where a cell is empty), after checking its columns.
+    """A CSV/TSV file as a DataFrame of strings (NaN where a cell is empty), after checking its columns.
 
     Only empty cells are missing: the pandas defaults would also turn texts such as "NULL" or "NA" into NaN.
     """
-    header = pd.read_csv(path, sep=sep, nrows=0, **csv_kwargs).columns.tolist()
-    require_columns(header, required, path)
-    features = datasets.Features({c: datasets.Value("string") for c in header})
-    table = datasets.load_dataset(
-        "csv", data_files=str(path), split="train", features=features, sep=sep, keep_default_na=False,
-        na_values=[""], keep_in_memory=True, cache_dir=str(_CACHE_DIR), **csv_kwargs)
+    try:
+        header = pd.read_csv(path, sep=sep, nrows=0, **csv_kwargs).columns.tolist()
+        require_columns(header, required, path)
+        features = datasets.Features({c: datasets.Value("string") for c in header})
+        table = datasets.load_dataset(
+            "csv", data_files=str(path), split="train", features=features, sep=sep, keep_default_na=False,
+            na_values=[""], keep_in_memory=True, cache_dir=str(_CACHE_DIR), **csv_kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, DatasetGenerationError) as exc:
+        raise DataError(f"{path}: cannot be read as a {sep!r}-separated table ({exc})") from None
     return _as_frame(table)
 
 
@@ -68,15 +72,21 @@ def read_json_lines(path: Path, required: list[str]) -> pd.DataFrame:
 
 
 def _as_frame(table: datasets.Dataset) -> pd.DataFrame:
+    # Missing cells come back as NaN (pandas' string dtype), not None: test cells with isinstance(v, str).
     frame = table.to_pandas()
-    return frame.astype(object).where(frame.notna(), None).map(lambda v: v if v is None else str(v))
+    return frame.apply(lambda column: column.map(str, na_action="ignore"))
+
+
+def row_ids(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
+    """Ids from the row position in the source file: stable as long as the file is, for files without ids."""
+    return pd.Series([f"{prefix}{i}" for i in range(len(frame))], index=frame.index)
 
 
 def clean_text(value: object) -> str | None:
     """Stripped text with HTML entities decoded (several sets keep `&amp;`); None when nothing is left."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if not isinstance(value, str):
         return None
-    text = html.unescape(str(value)).strip()
+    text = html.unescape(value).strip()
     return text or None
 
 
@@ -99,17 +109,16 @@ def finish(frame: pd.DataFrame, label_columns: list[str], where: Path) -> datase
     if (~keep).any():
         log.info("%s: dropped %d rows with neither text nor image", where, int((~keep).sum()))
     frame = frame[keep]
-    frame[ID] = frame[ID].astype(str)
-    duplicated = frame[ID][frame[ID].duplicated()]
+    ids = frame[ID].map(str)
+    duplicated = ids[ids.duplicated()]
     if len(duplicated):
         raise DataError(f"{where}: duplicate id(s) {duplicated.head(5).tolist()}")
     columns = list(RAW_COLUMNS) + label_columns
-    frame = frame[columns].astype(object)
-    frame = frame.where(frame.notna(), None)
-    for column in label_columns + [IMAGE]:
-        frame[column] = frame[column].map(lambda v: v if v is None else str(v))
+    # Built from plain lists: pandas' string dtype would turn None back into NaN.
+    rows = {c: [v if isinstance(v, str) else None for v in frame[c]] for c in columns}
+    rows[ID] = ids.tolist()
     features = datasets.Features({c: datasets.Value("string") for c in columns})
-    return datasets.Dataset.from_pandas(frame, features=features, preserve_index=False)
+    return datasets.Dataset.from_dict(rows, features=features)
 
 
 def split_column(values: pd.Series, path: Path) -> pd.Series:

@@ -47,9 +47,9 @@ def _annotator_blocks(columns: list[str], path: Path) -> list[list[str]]:
     return blocks
 
 
-def _first_vote(cell: str | None) -> float:
+def _first_vote(cell: object) -> float:
     # A few cells hold repeat annotations such as "1, 1"; SOURCE.md counts the first value.
-    return np.nan if cell is None else float(cell.split(",")[0])
+    return float(cell.split(",")[0]) if isinstance(cell, str) else np.nan
 
 
 def _majority(votes: np.ndarray, labelled: np.ndarray) -> list[str | None]:
@@ -138,7 +138,9 @@ MISOGYNY_FIELDS = ["level_1", *MISOGYNY_FLAGS.values(), "threat"]
 _DELETED_BODIES = {"[deleted]", "[removed]"}
 
 
-def _first_sheet_item(sheet_order: str | None) -> str | None:
+def _first_sheet_item(sheet_order: object) -> str | None:
+    if not isinstance(sheet_order, str):
+        return None
     try:
         return str(ast.literal_eval(sheet_order)[0])
     except (ValueError, SyntaxError, TypeError, IndexError):
@@ -147,7 +149,7 @@ def _first_sheet_item(sheet_order: str | None) -> str | None:
 
 def _misogyny_image(row: pd.Series, images: Path) -> str | None:
     """The post's image by the file-name heuristic of SOURCE.md, only for rows marked as having one."""
-    if row["image"] != "Yes" or row["first_sheet_item"] is None:
+    if row["image"] != "Yes" or not isinstance(row["first_sheet_item"], str):
         return None
     path = images / f"{row['week']}_{row['group']}_{row['first_sheet_item']}.jpg"
     return str(path.resolve()) if path.is_file() else None

@@ -20,10 +20,9 @@ CM_OFF_LABELS = {"Level1": "level1", "Level2": "level2", "Valence": "valence", "
                  "Sadness": "sadness", "Anger": "anger", "Fear": "fear", "Surprise": "surprise"}
 
 
-def _image_paths(names: pd.Series, folder: Path) -> pd.Series:
-    """Absolute paths of the named files in `folder`; None where the file is absent."""
-    present = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    return names.map(lambda n: str((folder / n).resolve()) if n in present else None, na_action="ignore")
+def _image_paths(relative: pd.Series, root: Path) -> pd.Series:
+    """Absolute paths of the files under `root`; None where the file is absent."""
+    return relative.map(lambda p: str((root / p).resolve()) if (root / p).is_file() else None, na_action="ignore")
 
 
 def load_cm_off_meme_sample(root: Path) -> datasets.Dataset:
@@ -33,14 +32,14 @@ def load_cm_off_meme_sample(root: Path) -> datasets.Dataset:
     """
     path = need_file(root, "sample_data.csv")
     frame = read_table(path, ["Name", "Text", *CM_OFF_LABELS])
-    images = root / "images"
+    images = Path(root) / "images"
     if not images.is_dir():
         raise DataError(f"{root}: missing folder 'images'")
     out = frame[list(CM_OFF_LABELS)].rename(columns=CM_OFF_LABELS)
     out["id"] = frame["Name"]
     out["text"] = frame["Text"]
     out["image"] = _image_paths(frame["Name"], images)
-    prefix = frame["Name"].map(lambda n: (re.match(r"[A-Za-z]+", n or "") or [""])[0].lower())
+    prefix = frame["Name"].map(lambda n: (re.match(r"[A-Za-z]+", n) or [""])[0].lower(), na_action="ignore")
     out["group"] = "cm_off:" + prefix
     return finish(out[out["image"].notna()], list(CM_OFF_LABELS.values()), path)
 
@@ -50,8 +49,7 @@ def load_religious_hateful_memes(root: Path) -> datasets.Dataset:
     path = need_file(root, "labels.jsonl")
     frame = read_json_lines(path, ["id", "img", "label", "text"])
     out = pd.DataFrame({"id": frame["id"], "text": frame["text"], "hateful": frame["label"]})
-    files = frame["img"].map(lambda p: Path(p).name)
-    out["image"] = _image_paths(files, root / Path(frame["img"].iloc[0]).parent if len(frame) else root)
+    out["image"] = _image_paths(frame["img"], Path(root))
     # Memes without text fall back to their own id, so they are not all lumped into one group.
     keys = frame["text"].map(normalise_text)
     out["group"] = "religious_memes:" + keys.where(keys != "", "id-" + frame["id"])

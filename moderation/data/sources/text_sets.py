@@ -21,20 +21,16 @@ from moderation.data.sources._common import (
     map_values,
     need_file,
     read_table,
+    row_ids,
     split_column,
 )
-
-
-def _row_ids(frame: pd.DataFrame, prefix: str = "") -> pd.Series:
-    # Position in the source file: stable as long as the file is, and unique where the file has no id.
-    return pd.Series([f"{prefix}{i}" for i in range(len(frame))], index=frame.index)
 
 
 def load_davidson_hate_offensive(root: Path) -> datasets.Dataset:
     path = need_file(root, "labeled_data.csv")
     frame = read_table(path, ["count", "hate_speech", "offensive_language", "neither", "class", "tweet"])
     # The unnamed first column is the row index of the original release; keep it as the id.
-    ids = frame["Unnamed: 0"] if "Unnamed: 0" in frame else _row_ids(frame)
+    ids = frame["Unnamed: 0"] if "Unnamed: 0" in frame else row_ids(frame)
     out = pd.DataFrame({
         "id": ids,
         "text": frame["tweet"],
@@ -58,9 +54,9 @@ def load_edos_sexism(root: Path) -> datasets.Dataset:
     return finish(out, labels, path)
 
 
-def _comment_key(text: str | None) -> str:
+def _comment_key(text: object) -> str:
     # The two ETHOS files spell some comments differently (quotes, spacing), so join on letters and digits.
-    text = unicodedata.normalize("NFKC", text or "").lower()
+    text = unicodedata.normalize("NFKC", text if isinstance(text, str) else "").lower()
     return re.sub(r"[^a-z0-9]+", " ", text).strip()
 
 
@@ -77,7 +73,7 @@ def load_ethos(root: Path) -> datasets.Dataset:
     multi = read_table(multi_path, ["comment", *ETHOS_MULTI], sep=";")
     multi = multi.assign(key=multi["comment"].map(_comment_key)).drop_duplicates("key")
     multi = multi.rename(columns=ETHOS_MULTI).set_index("key")
-    out = pd.DataFrame({"id": _row_ids(binary), "text": binary["comment"], "is_hate": binary["isHate"]})
+    out = pd.DataFrame({"id": row_ids(binary), "text": binary["comment"], "is_hate": binary["isHate"]})
     keys = binary["comment"].map(_comment_key)
     for column in ETHOS_MULTI.values():
         # Comments missing from the multi-label file were not typed: None, not 0.
@@ -100,7 +96,7 @@ def load_gab_hate_corpus(root: Path) -> datasets.Dataset:
     for split in ("train", "test"):
         path = need_file(root, f"ghc_{split}.tsv")
         frame = read_table(path, ["text", "hd", "cv", "vo"], sep="\t")
-        parts.append(frame[["text", "hd", "cv", "vo"]].assign(id=_row_ids(frame, f"{split}-"), split=split))
+        parts.append(frame[["text", "hd", "cv", "vo"]].assign(id=row_ids(frame, f"{split}-"), split=split))
     return finish(pd.concat(parts, ignore_index=True), ["hd", "cv", "vo"], Path(root))
 
 
@@ -129,9 +125,9 @@ def load_hatexplain_mbib(root: Path) -> datasets.Dataset:
     return finish(out[out["split"].notna()], ["category"], path)
 
 
-def _post_key(text: str | None) -> str:
+def _post_key(text: object) -> str:
     # Stage-2 posts sometimes differ from their stage-1 copy by spacing, case or a leading "rt".
-    words = re.sub(r"[^a-z0-9]+", " ", (text or "").lower()).split()
+    words = re.sub(r"[^a-z0-9]+", " ", text.lower() if isinstance(text, str) else "").split()
     return " ".join(w for w in words if w != "rt")
 
 
@@ -147,7 +143,7 @@ def load_implicit_hate_latent_hatred(root: Path) -> datasets.Dataset:
     stage2 = read_table(stage2_path, ["post", "implicit_class", "extra_implicit_class"], sep="\t")
     stage2 = stage2.assign(key=stage2["post"].map(_post_key)).drop_duplicates("key").set_index("key")
     keys = stage1["post"].map(_post_key).where(stage1["class"] == "implicit_hate")
-    out = pd.DataFrame({"id": _row_ids(stage1), "text": stage1["post"], "class": stage1["class"]})
+    out = pd.DataFrame({"id": row_ids(stage1), "text": stage1["post"], "class": stage1["class"]})
     for column in ("implicit_class", "extra_implicit_class"):
         out[column] = keys.map(stage2[column])
     return finish(out, ["class", "implicit_class", "extra_implicit_class"], stage1_path)
@@ -191,7 +187,7 @@ def load_olid(root: Path) -> datasets.Dataset:
 def load_toxigen_seed_statements(root: Path) -> datasets.Dataset:
     path = need_file(root, "toxigen_seed_statements.csv")
     frame = read_table(path, ["text", "target_group", "label"])
-    out = frame[["text", "target_group", "label"]].assign(id=_row_ids(frame))
+    out = frame[["text", "target_group", "label"]].assign(id=row_ids(frame))
     return finish(out, ["label", "target_group"], path)
 
 

@@ -1,0 +1,65 @@
+"""The queue's shared SQL: what counts as open, the serving order, the dashboard counts, decided rows.
+
+Written once in SQLAlchemy Core and compiled per backend. The store's write paths and the read paths use the
+same `open_for_claim` and `QUEUE_ORDER`, so `list_pending` shows exactly the order `claim` serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .schema import decisions, items
+
+QUEUE_ORDER = (items.c.priority.desc(), items.c.created_at, items.c.id)  # urgent first, then oldest
+EXPORT_PAGE = 500  # decisions read per query while exporting, so memory stays flat on a large queue
+
+
+def open_for_claim(now: datetime) -> sa.ColumnElement[bool]:
+    """Items a claim may take: pending ones, and claimed ones whose lease has expired.
+
+    An expired lease returns the item to the queue without any background job: claims simply treat it as
+    pending (its status reads "claimed" until then).
+    """
+    expired = sa.and_(items.c.status == "claimed", items.c.lease_expires_at <= now)
+    return sa.or_(items.c.status == "pending", expired)
+
+
+def queue_stats(conn: Connection, now: datetime) -> dict[str, Any]:
+    """pending (expired claims included), claimed (live), decided, by_reason (all items per enqueue reason),
+    by_action (decisions per reviewer action), oldest_pending_age_s (None when nothing is open)."""
+    live = sa.and_(items.c.status == "claimed", items.c.lease_expires_at > now)
+    count = sa.func.count()
+    oldest = conn.execute(sa.select(sa.func.min(items.c.created_at)).where(open_for_claim(now))).scalar()
+    return {
+        "pending": conn.execute(sa.select(count).where(open_for_claim(now))).scalar_one(),
+        "claimed": conn.execute(sa.select(count).where(live)).scalar_one(),
+        "decided": conn.execute(sa.select(count).where(items.c.status == "decided")).scalar_one(),
+        "by_reason": dict(conn.execute(sa.select(items.c.reason, count).group_by(items.c.reason)).all()),
+        "by_action": dict(conn.execute(sa.select(decisions.c.action, count).group_by(decisions.c.action)).all()),
+        "oldest_pending_age_s": None if oldest is None else (now - oldest).total_seconds(),
+    }
+
+
+def iter_decided(engine: Engine, since: datetime | None) -> Iterator[dict[str, Any]]:
+    """Decided items (post_id, text, image, image_mime) with their labels, in decision order, a page at a time.
+
+    Each page is its own short read, so an export never holds a transaction open while it writes files.
+    """
+    columns = (decisions.c.id, items.c.post_id, items.c.text, items.c.image, items.c.image_mime, decisions.c.labels)
+    query = sa.select(*columns).join(items, items.c.id == decisions.c.item_id).order_by(decisions.c.id)
+    if since is not None:
+        query = query.where(decisions.c.decided_at >= since)
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            page = conn.execute(query.where(decisions.c.id > last_id).limit(EXPORT_PAGE)).all()
+        for row in page:
+            yield dict(row._mapping)
+        if len(page) < EXPORT_PAGE:
+            return
+        last_id = page[-1].id

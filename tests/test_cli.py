@@ -1,0 +1,115 @@
+"""The `moderation` command end to end on synthetic data and a tiny local model, and its error paths."""
+
+import json
+
+import pytest
+import yaml
+
+from moderation import runfiles
+from moderation.cli import main
+from tests.synthetic import CATEGORIES, tiny_config, write_dataset
+
+
+def write_config(tmp_path, tree) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text("# test config\n" + yaml.safe_dump(tree))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    data = write_dataset(tmp / "train.jsonl", n=300, seed=5)
+    config = write_config(tmp, tiny_config(data, tiny_bert, tmp / "run"))
+    assert main(["train", config, "-q", "train.epochs=25"]) == 0
+    return tmp / "run", tmp
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    run, _ = trained_run
+    for name in (runfiles.CONFIG, runfiles.MODEL, runfiles.HEAD, runfiles.THRESHOLDS, runfiles.TRAIN_LOG,
+                 runfiles.MODEL_CARD, "report/report.md", "report/report.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "report").glob("pr_*.png"))
+    thresholds = runfiles.read_thresholds(run)
+    assert set(thresholds) == set(CATEGORIES)
+    assert all(t["review"] <= t["block"] for t in thresholds.values())
+    report = (run / "report" / "report.md").read_text()
+    assert "tfidf_baseline" in report and "PR-AUC" in report
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "self_harm | zero-shot" in card
+    assert yaml.safe_load((run / runfiles.CONFIG).read_text())["train"]["epochs"] == 25  # override saved
+    assert not list(run.parent.glob(".run.partial-*"))
+
+
+def test_predict_writes_scores_for_every_row(trained_run, tmp_path):
+    run, tmp = trained_run
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--run", str(run), "--data", str(tmp / "train.jsonl"), "--out", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 300 and rows[0]["id"] == "p0"
+    assert set(rows[0]["scores"]) == set(CATEGORIES)
+    assert all(0.0 <= v <= 1.0 for v in rows[0]["scores"].values())
+    assert rows[0]["image_scores"] is None and rows[0]["text_scores"] is not None
+    plain = tmp_path / "texts.txt"
+    plain.write_text("hello cats\nthe park threatword today\n")
+    assert main(["predict", "--run", str(run), "--data", str(plain), "--out", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1]["scores"]["violence"] > rows[0]["scores"]["violence"]
+
+
+def test_evaluate_on_a_generic_file(trained_run, tmp_path):
+    run, _ = trained_run
+    held_out = write_dataset(tmp_path / "held_out.jsonl", n=150, seed=99)
+    assert main(["evaluate", "--run", str(run), "--data", str(held_out), "--out", str(tmp_path / "ev"), "-q"]) == 0
+    result = json.loads((tmp_path / "ev" / "report.json").read_text())
+    text = json.dumps(result)
+    assert "average_precision" in text
+    assert (tmp_path / "ev" / "report.md").is_file()
+
+
+def test_config_typo_exits_2_naming_the_key(tmp_path, capsys, tiny_bert):
+    data = write_dataset(tmp_path / "d.jsonl", n=50)
+    tree = tiny_config(data, tiny_bert, tmp_path / "run")
+    tree["train"]["epoch"] = 3
+    assert main(["train", write_config(tmp_path, tree)]) == 2
+    assert "train.epoch: unknown key" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ({"id": "x", "text": "cats", "labels": {"hate": 3}}, "labels.hate: value 3 is not 0 or 1"),
+    ({"text": "cats"}, "missing key 'id'"),
+])
+def test_bad_dataset_rows_leave_no_run_directory(tmp_path, capsys, tiny_bert, bad_row, message):
+    data = write_dataset(tmp_path / "d.jsonl", n=50)
+    with data.open("a") as fh:
+        fh.write(json.dumps(bad_row) + "\n")
+    assert main(["train", write_config(tmp_path, tiny_config(data, tiny_bert, tmp_path / "run"))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "d.jsonl:51" in err
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_unreadable_image_names_the_file(tmp_path, capsys, tiny_bert):
+    data = write_dataset(tmp_path / "d.jsonl", n=60, images=True)
+    (tmp_path / "images" / "p3.png").write_text("not an image")
+    tree = tiny_config(data, tiny_bert, tmp_path / "run", image_encoder={"kind": "opennsfw"})
+    assert main(["train", write_config(tmp_path, tree), "-q"]) == 2
+    assert "p3.png" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_dataset_after_filtering(tmp_path, capsys, tiny_bert):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": "cats", "labels": {}}) + "\n")
+    assert main(["train", write_config(tmp_path, tiny_config(data, tiny_bert, tmp_path / "run"))]) == 2
+    assert "datasets.synthetic: no rows left with a known label" in capsys.readouterr().err
+
+
+def test_check_config_and_help(capsys):
+    assert main(["check-config", "configs/default.yaml"]) == 0
+    assert "OK" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0

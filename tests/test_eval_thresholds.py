@@ -1,0 +1,126 @@
+"""eval.thresholds: targets met on constructed data, extremal choices, review <= block, JSON-ready output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_score, recall_score
+
+from eval.thresholds import DEFAULT_BLOCK, DEFAULT_REVIEW, choose_thresholds
+
+CATEGORIES = ["hate", "violence", "sexual", "self_harm"]
+
+
+@pytest.fixture
+def data():
+    """`hate`, `violence`: separable-ish scores; `sexual`: negatives only; `self_harm`: no known label."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    labels = (rng.random((n, 4)) < 0.15).astype(float)
+    labels[:, 2] = 0.0
+    scores = np.where(labels == 1.0, rng.beta(6, 2, (n, 4)), rng.beta(2, 6, (n, 4)))
+    mask = rng.random((n, 4)) < 0.8
+    mask[:, 3] = False
+    return labels, mask, scores
+
+
+def _known(labels, mask, scores, c):
+    return labels[mask[:, c], c], scores[mask[:, c], c]
+
+
+def _brute_force(y, s, cuts):
+    """Precision, recall and predicted-positive count at every threshold in `cuts` (score >= cut)."""
+    predicted = s[None, :] >= cuts[:, None]  # (T, N)
+    tp = (predicted & (y[None, :] == 1)).sum(1)
+    pp = predicted.sum(1)
+    return tp / np.maximum(pp, 1), tp / (y == 1).sum(), pp
+
+
+def test_targets_met_and_thresholds_extremal(data):
+    labels, mask, scores = data
+    out = choose_thresholds(labels, mask, scores, CATEGORIES, block_precision=0.9, review_recall=0.85)
+    for c, cat in enumerate(CATEGORIES[:2]):
+        y, s = _known(labels, mask, scores, c)
+        t = out[cat]
+        assert t["source"] == "validation" and t["block_target_met"] and t["review_target_met"]
+        assert t["review"] <= t["block"]
+        assert precision_score(y, s >= t["block"]) >= 0.9
+        assert recall_score(y, s >= t["review"]) >= 0.85
+        assert t["block_precision"] == pytest.approx(precision_score(y, s >= t["block"]))
+        assert t["review_recall"] == pytest.approx(recall_score(y, s >= t["review"]))
+        # block is the LOWEST threshold meeting the precision target; review the HIGHEST meeting recall.
+        precision_lower, _, _ = _brute_force(y, s, np.unique(s[s < t["block"]]))
+        assert (precision_lower < 0.9).all()
+        _, recall_higher, _ = _brute_force(y, s, np.unique(s[s > t["review"]]))
+        assert (recall_higher < 0.85).all()
+
+
+def test_targets_recorded(data):
+    labels, mask, scores = data
+    out = choose_thresholds(labels, mask, scores, CATEGORIES, block_precision=0.9, review_recall=0.85)
+    for cat in CATEGORIES:
+        assert out[cat]["target_block_precision"] == 0.9 and out[cat]["target_review_recall"] == 0.85
+    assert out["hate"]["support"] == mask[:, 0].sum() and out["hate"]["positives"] == labels[mask[:, 0], 0].sum()
+
+
+def test_no_positive_gets_defaults(data):
+    labels, mask, scores = data
+    out = choose_thresholds(labels, mask, scores, CATEGORIES, block_precision=0.9, review_recall=0.85)
+    for cat in ("sexual", "self_harm"):
+        t = out[cat]
+        assert (t["block"], t["review"], t["source"]) == (DEFAULT_BLOCK, DEFAULT_REVIEW, "default")
+        assert t["block_target_met"] is None and t["block_recall"] is None
+    assert out["self_harm"]["support"] == 0
+
+
+def test_unreachable_precision_falls_back_and_says_so():
+    rng = np.random.default_rng(3)
+    labels = (rng.random((400, 1)) < 0.3).astype(float)
+    scores = rng.random((400, 1))  # uninformative: no threshold with enough items reaches 0.99
+    mask = np.ones_like(labels, dtype=bool)
+    t = choose_thresholds(labels, mask, scores, ["hate"], block_precision=0.99, review_recall=0.5,
+                          min_predicted_positive=20)["hate"]
+    assert t["block_target_met"] is False
+    assert t["block_predicted_positive"] >= 20
+    y, s = labels[:, 0], scores[:, 0]
+    precision, _, pp = _brute_force(y, s, np.unique(s))
+    best = precision[pp >= 20].max()
+    assert t["block_precision"] == pytest.approx(best)
+    assert t["review"] <= t["block"]
+
+
+def test_review_clipped_to_block_when_above_it():
+    labels = np.array([[1], [1], [0], [1], [0], [0]], dtype=float)
+    scores = np.array([[0.95], [0.9], [0.8], [0.7], [0.3], [0.2]])
+    # Any threshold reaches precision 0.5 (lowest: 0.2); recall 0.3 is reached as high as 0.95.
+    t = choose_thresholds(labels, np.ones_like(labels, bool), scores, ["hate"], block_precision=0.5, review_recall=0.3)["hate"]
+    assert t["block"] == 0.2 and t["review"] == t["block"] and t["review_clipped_to_block"] is True
+    assert t["review_recall"] >= 0.3
+
+
+def test_masked_entries_are_ignored(data):
+    labels, mask, scores = data
+    before = choose_thresholds(labels, mask, scores, CATEGORIES, 0.9, 0.85)
+    labels2, scores2 = labels.copy(), scores.copy()
+    labels2[~mask] = 1.0 - labels2[~mask]
+    scores2[~mask] = np.random.default_rng(9).random((~mask).sum())
+    assert choose_thresholds(labels2, mask, scores2, CATEGORIES, 0.9, 0.85) == before
+
+
+def test_output_is_plain_json(data):
+    labels, mask, scores = data
+    out = choose_thresholds(labels, mask, scores, CATEGORIES, 0.9, 0.85)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+    for entry in out.values():
+        for key, value in entry.items():
+            assert value is None or type(value) in (float, int, bool, str), (key, type(value))
+        assert type(entry["block"]) is float and type(entry["review"]) is float
+
+
+@pytest.mark.parametrize(("precision", "recall", "message"), [(0.0, 0.5, "block_precision"), (0.9, 1.5, "review_recall")])
+def test_invalid_targets_name_the_value(data, precision, recall, message):
+    labels, mask, scores = data
+    with pytest.raises(ValueError, match=message):
+        choose_thresholds(labels, mask, scores, CATEGORIES, precision, recall)
