@@ -46,6 +46,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_ladder(args) -> int:
+    from eval.benchmarks import update_section
+    from eval.ladder import ladder_table, run_ladder
+
+    results, categories = run_ladder(args.config, args.overrides, progress=not args.quiet)
+    table = ladder_table(results, categories)
+    print(table)
+    if not args.no_write:
+        body = ("Test split, per class; thresholds play no part in these ranking metrics. Rungs share the config "
+                f"`{args.config}` and differ only in `head.fusion`.\n\n" + table)
+        print(f"written to {update_section('ladder-' + Path(args.config).stem, f'Fusion ladder: {args.config}', body)}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from eval.pipeline import evaluate_file
 
@@ -70,6 +84,51 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import ray
+    from ray import serve as ray_serve
+
+    from serve.app import build_app
+
+    overrides = {"run_dir": args.run, "queue_url": args.queue, "host": args.host, "port": args.port}
+    if args.dev:
+        overrides["auth"] = "disabled"
+        print("WARNING: --dev: API keys are NOT checked; every response carries X-Auth-Disabled: true", file=sys.stderr)
+    app = build_app({"settings_path": args.config, **overrides})  # validates settings before Ray starts
+    from serve.settings import load_settings
+
+    settings = load_settings(args.config, **overrides)
+    ray.init(num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False)
+    ray_serve.start(http_options={"host": settings.host, "port": settings.port})
+    ray_serve.run(app, name="moderation", route_prefix="/")
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"moderation service ready: {base}/v1/moderate  (review page {base}/review, API docs {base}/docs)")
+    print(f"review queue: {settings.queue_url}; model: {settings.run_dir or 'shipped default model'}")
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        ray_serve.shutdown()
+    return 0
+
+
+def cmd_score(args) -> int:
+    import ray
+
+    from moderation.data.generic import read_prediction_inputs
+    from serve.bulk import score_dataset, write_predictions
+
+    rows = read_prediction_inputs(Path(args.data))
+    ray.init(num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False,
+             ignore_reinit_error=True)
+    predictions = score_dataset(rows, args.run, batch_size=args.batch_size, concurrency=args.concurrency)
+    write_predictions(predictions, Path(args.out))
+    print(f"{len(predictions)} predictions written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -86,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_train)
 
+    p = sub.add_parser("ladder", help="train text-only, image-only, late and concat heads from one config; table into BENCHMARKS.md")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=cmd_ladder)
+
     p = sub.add_parser("evaluate", help="per-class PR-AUC of a run on a generic JSONL file")
     p.add_argument("--run", help="run directory (default: the shipped default model)")
     p.add_argument("--data", required=True, help="generic JSONL: {id, text, image, labels}")
@@ -100,6 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("serve", help="run the moderation service locally (Ray Serve, batched; review queue and page)")
+    p.add_argument("--config", help="serve settings YAML (see serve/serve_settings.yaml); env MODERATION_* also works")
+    p.add_argument("--run", help="run directory to serve (default: the shipped default model)")
+    p.add_argument("--queue", help="review queue URL: sqlite:///path.db (default) or postgresql://...")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--num-cpus", type=int, help="CPUs for local Ray (default: all)")
+    p.add_argument("--dev", action="store_true", help="local development: switch API-key checks OFF (announced)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("score", help="bulk-score a dataset through Ray Data (same model and batching as serving)")
+    p.add_argument("--run", help="run directory (default: the shipped default model)")
+    p.add_argument("--data", required=True, help="generic JSONL, or one text / image path per line")
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--concurrency", type=int, default=1, help="model workers")
+    p.add_argument("--num-cpus", type=int)
+    p.set_defaults(handler=cmd_score)
     return parser
 
 

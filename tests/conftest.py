@@ -44,3 +44,20 @@ def tiny_clip_vision(tmp_path_factory) -> Path:
     from tests.tiny_models import build_tiny_clip_vision
 
     return build_tiny_clip_vision(tmp_path_factory.mktemp("tiny") / "clip_vision")
+
+
+@pytest.fixture(scope="session")
+def multimodal_run(tiny_bert, tiny_vit, tmp_path_factory) -> Path:
+    """A trained run directory (tiny text + tiny ViT, late fusion) on synthetic posts with images."""
+    import yaml
+
+    from moderation.cli import main
+    from tests.synthetic import tiny_config, write_dataset
+
+    tmp = tmp_path_factory.mktemp("multimodal")
+    data = write_dataset(tmp / "data" / "train.jsonl", n=240, seed=11, images=True)
+    tree = tiny_config(data, tiny_bert, tmp / "run", image_encoder={"kind": "transformers", "model": str(tiny_vit)},
+                       train={"epochs": 15})
+    (tmp / "config.yaml").write_text(yaml.safe_dump(tree))
+    assert main(["train", str(tmp / "config.yaml"), "-q"]) == 0
+    return tmp / "run"

@@ -1,0 +1,258 @@
+"""The reviewer HTTP API and the reviewer page: `build_review_router(...)` -> a FastAPI router.
+
+Owns the mapping from HTTP to the review queue (who may call what, which queue error becomes which status)
+and serving the static reviewer page. The queue itself (leases, decisions, audit, export) is
+`serve.review_queue`; the bodies' shapes are `serve.review_models`.
+
+Endpoints (reviewer role unless noted; admin implies every role):
+    GET  /v1/review/config                      the categories, default lease, who you are, auth mode
+    GET  /v1/review/items?limit=&offset=        open items, in claim order
+    POST /v1/review/claim                       claim the next n items for a lease
+    GET  /v1/review/items/{id}                  one item (with its decision once decided)
+    GET  /v1/review/items/{id}/image            the image bytes, with their MIME type
+    POST /v1/review/items/{id}/decision         allow|block + per-category labels + note
+    POST /v1/review/items/{id}/release          give a claim back
+    POST /v1/review/items/{id}/extend           extend a live claim
+    GET  /v1/review/stats                       queue counts
+    GET  /v1/review/audit?item_id=&limit=       audit events (admin)
+    POST /v1/review/export                      reviewed rows as a zip: reviewed.jsonl + images/ (admin)
+    GET  /review                                the reviewer page (no auth: it asks for the key itself)
+
+Export answers a zip because the generic JSONL refers to images by relative path (`images/<id>.<ext>`):
+only the JSONL and its images together are a usable data set, so they travel as one file.
+Errors: 401/403 from auth; 404 unknown item; 409 not your claim, lease expired or already decided;
+422 bad input (unknown category, bad label value, naive `since`), each with a `detail` that names it.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and the
+# `reviewer` / `admin` dependency aliases are local variables, so string annotations would not resolve.
+
+import html
+import logging
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.background import BackgroundTask
+
+from .auth import Authenticator
+from .review_models import (
+    AuditEventOut, ClaimIn, ClaimOut, DecisionIn, DecisionOut, ErrorOut, ExportIn, ExtendIn, PendingOut,
+    ReviewConfigOut, ReviewItemOut, StatsOut,
+)
+from .review_queue import ClaimError, Item, ItemNotFound, ReviewQueue
+from .review_queue.records import check_labels
+from .settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_FILES = {"review.js": "text/javascript", "review.css": "text/css"}  # all the page loads; nothing else
+# The page only talks to its own origin and never runs inline script: post text is hostile input.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+            "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+# Images are user uploads (an SVG can carry script): never let one run as a page on our origin.
+IMAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff",
+                 "Cache-Control": "no-store"}
+ERRORS = {404: {"model": ErrorOut, "description": "no such item"},
+          409: {"model": ErrorOut, "description": "not your claim, lease expired, or already decided"},
+          422: {"description": "bad input; `detail` names the field or category and what is allowed"}}
+
+ThresholdsLookup = Callable[[str], Mapping[str, Mapping[str, float]] | None]
+
+
+@contextmanager
+def queue_errors() -> Iterator[None]:
+    """Turn the queue's errors into HTTP answers that keep its message (it names the item and the why)."""
+    try:
+        yield
+    except ItemNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ClaimError as exc:
+        log.info("review claim refused: %s", exc)
+        raise HTTPException(409, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def build_review_router(
+    queue_provider: Callable[[], ReviewQueue],
+    auth: Authenticator,
+    settings: ServeSettings,
+    categories: list[str],
+    thresholds: ThresholdsLookup | None = None,
+) -> APIRouter:
+    """The reviewer API and page as one router; include it in the service's FastAPI app.
+
+    `queue_provider` is called on every request (so a Ray Serve replica can open its queue lazily, after
+    fork); `categories` orders the label toggles and is what labels are checked against. `thresholds`
+    maps a model version to its {category: {"review", "block"}} (None when unknown); it pre-fills the
+    page's labels, and without it the suggestion falls back to fused >= 0.5 (the item says which rule).
+    """
+    ctx = _Context(queue_provider, auth, settings, list(categories), thresholds or (lambda version: None))
+    router = APIRouter(tags=["review"])
+    _add_item_routes(router, ctx)
+    _add_claim_routes(router, ctx)
+    _add_queue_routes(router, ctx)
+    _add_page_routes(router, auth)
+    return router
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every route needs: the queue, the settings, and the caller's identity as a dependency."""
+
+    queue: Callable[[], ReviewQueue]
+    auth: Authenticator
+    settings: ServeSettings
+    categories: list[str]
+    thresholds: ThresholdsLookup
+
+    @property
+    def reviewer(self) -> Any:  # a parameter annotated with this is the caller's name, reviewer role checked
+        return Annotated[str, Depends(self.auth.require("reviewer"))]
+
+    @property
+    def admin(self) -> Any:
+        return Annotated[str, Depends(self.auth.require("admin"))]
+
+    def item_out(self, request: Request, item: Item, with_decision: bool = False) -> ReviewItemOut:
+        url = None
+        if item.image is not None:
+            url = request.scope.get("root_path", "") + f"/v1/review/items/{item.id}/image"
+        decision = self.queue().decision(item.id) if with_decision and item.status == "decided" else None
+        return ReviewItemOut.of(item, url, self.thresholds(item.model_version), decision)
+
+
+def _add_item_routes(router: APIRouter, ctx: _Context) -> None:
+    """Reading items: the open list, one item, its image."""
+    reviewer = ctx.reviewer
+
+    @router.get("/v1/review/items", response_model=PendingOut, summary="Open items, in the order claims serve them")
+    def list_items(request: Request, who: reviewer, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> PendingOut:
+        pending = ctx.queue().list_pending(limit=limit, offset=offset)
+        return PendingOut(items=[ctx.item_out(request, item) for item in pending], limit=limit, offset=offset)
+
+    @router.get("/v1/review/items/{item_id}", response_model=ReviewItemOut, responses=ERRORS, summary="One item")
+    def get_item(request: Request, item_id: int, who: reviewer) -> ReviewItemOut:
+        with queue_errors():
+            return ctx.item_out(request, ctx.queue().get(item_id), with_decision=True)
+
+    @router.get("/v1/review/items/{item_id}/image", response_class=Response, responses=ERRORS,
+                summary="The item's image bytes, served with their MIME type")
+    def get_image(item_id: int, who: reviewer) -> Response:
+        with queue_errors():
+            item = ctx.queue().get(item_id)
+        if item.image is None:
+            raise HTTPException(404, f"item {item_id} has no image (it is a text-only post)")
+        return Response(item.image, media_type=item.image_mime, headers=IMAGE_HEADERS)
+
+
+def _add_claim_routes(router: APIRouter, ctx: _Context) -> None:
+    """Working items: claim, decide, release, extend (each checked against the caller's own claim)."""
+    reviewer, default_lease = ctx.reviewer, ctx.settings.review_lease_s
+
+    @router.post("/v1/review/claim", response_model=ClaimOut, summary="Claim the next items for a lease")
+    def claim(request: Request, who: reviewer, body: Annotated[ClaimIn, Body()] = ClaimIn()) -> ClaimOut:
+        lease_s = body.lease_s or default_lease
+        with queue_errors():
+            claimed = ctx.queue().claim(who, lease_seconds=lease_s, n=body.n)
+        return ClaimOut(items=[ctx.item_out(request, item) for item in claimed], lease_s=lease_s)
+
+    @router.post("/v1/review/items/{item_id}/decision", response_model=DecisionOut, responses=ERRORS,
+                 summary="Decide an item you hold a live claim on")
+    def decide(item_id: int, body: DecisionIn, who: reviewer) -> DecisionOut:
+        with queue_errors():
+            labels = check_labels(body.labels, ctx.categories)  # 422 naming an unknown category
+            decision = ctx.queue().decide(item_id, who, body.action, labels, note=body.note)
+        return DecisionOut.of(decision)
+
+    @router.post("/v1/review/items/{item_id}/release", response_model=ReviewItemOut, responses=ERRORS,
+                 summary="Give your claim back to the queue (skip)")
+    def release(request: Request, item_id: int, who: reviewer) -> ReviewItemOut:
+        with queue_errors():
+            return ctx.item_out(request, ctx.queue().release(item_id, who))
+
+    @router.post("/v1/review/items/{item_id}/extend", response_model=ReviewItemOut, responses=ERRORS,
+                 summary="Extend your live claim from now")
+    def extend(request: Request, item_id: int, who: reviewer,
+               body: Annotated[ExtendIn, Body()] = ExtendIn()) -> ReviewItemOut:
+        with queue_errors():
+            item = ctx.queue().extend_lease(item_id, who, body.lease_s or default_lease)
+        return ctx.item_out(request, item)
+
+
+def _add_queue_routes(router: APIRouter, ctx: _Context) -> None:
+    """The queue as a whole: page set-up, counts, the audit log and the export (the last two admin-only)."""
+    reviewer, admin = ctx.reviewer, ctx.admin
+
+    @router.get("/v1/review/config", response_model=ReviewConfigOut, summary="Reviewer page set-up")
+    def review_config(who: reviewer) -> ReviewConfigOut:
+        return ReviewConfigOut(reviewer=who, categories=ctx.categories, auth_disabled=ctx.auth.disabled,
+                               lease_s=ctx.settings.review_lease_s)
+
+    @router.get("/v1/review/stats", response_model=StatsOut, summary="Queue counts")
+    def stats(who: reviewer) -> StatsOut:
+        return StatsOut(**ctx.queue().stats())
+
+    @router.get("/v1/review/audit", response_model=list[AuditEventOut], summary="Audit events, oldest first (admin)")
+    def audit(who: admin, item_id: int | None = None,
+              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEventOut]:
+        return [AuditEventOut.of(event) for event in ctx.queue().audit(item_id=item_id, limit=limit)]
+
+    @router.post("/v1/review/export", response_class=FileResponse, summary="Reviewed rows as training data (admin)",
+                 description="A zip holding `reviewed.jsonl` (generic JSONL: id, text, image, labels) and the "
+                             "`images/` its rows refer to. The row count is in the `X-Export-Rows` header.",
+                 responses={200: {"content": {"application/zip": {}}}, 422: ERRORS[422]})
+    def export(who: admin, body: Annotated[ExportIn, Body()] = ExportIn()) -> FileResponse:
+        return _export_zip(ctx.queue(), who, body.since)
+
+
+def _export_zip(queue: ReviewQueue, who: str, since: datetime | None) -> FileResponse:
+    """The queue writes the JSONL and images into a folder; zip it, and delete both once sent."""
+    workdir = Path(tempfile.mkdtemp(prefix="review-export-"))
+    try:
+        folder = workdir / "reviewed"
+        rows = queue.export_decisions(folder / "reviewed.jsonl", since=since)
+        archive = workdir / "reviewed.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(folder).as_posix())
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    log.info("%r exported %d reviewed rows (since %s)", who, rows, since)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return FileResponse(archive, media_type="application/zip", filename=f"reviewed-{stamp}.zip",
+                        headers={"X-Export-Rows": str(rows)},
+                        background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
+
+
+def _add_page_routes(router: APIRouter, auth: Authenticator) -> None:
+    """`GET /review` and its two static files. The page is public: the API behind it checks the key."""
+    template = (STATIC_DIR / "review.html").read_text(encoding="utf-8")
+
+    @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+    def review_page(request: Request) -> HTMLResponse:
+        # Filled in on the server so the auth-disabled banner shows even before (or without) the script.
+        page = (template.replace("__AUTH_MODE__", "disabled" if auth.disabled else "required")
+                .replace("__ROOT__", html.escape(request.scope.get("root_path", ""), quote=True)))
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store",
+                                           "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+    @router.get("/review/static/{name}", include_in_schema=False)
+    def review_static(name: str) -> FileResponse:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, f"no static file {name!r} (have: {sorted(STATIC_FILES)})")
+        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name],
+                            headers={"X-Content-Type-Options": "nosniff"})
