@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,12 +25,11 @@ def machine() -> str:
     except OSError:
         pass
     gpu = "no GPU"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
+    try:  # nvidia-smi rather than torch: eval stays free of torch
+        names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        gpu = names.replace("\n", ", ") or gpu
+    except (OSError, subprocess.SubprocessError):
         pass
     return f"{os.cpu_count()} cores, {cpu}, {gpu}, Python {platform.python_version()}"
 

@@ -21,6 +21,15 @@ def _offline_by_default() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _quiet_libraries() -> None:
+    """Our own progress bars say what is happening; the libraries' per-step bars only bury them."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def cmd_check_config(args) -> int:
     from moderation.config import load_config
 
@@ -35,6 +44,7 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_train(args) -> int:
+    _quiet_libraries()
     from moderation.config import load_config
 
     config = load_config(args.config, args.overrides)
@@ -47,6 +57,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_ladder(args) -> int:
+    _quiet_libraries()
     from eval.benchmarks import update_section
     from eval.ladder import ladder_table, run_ladder
 
@@ -61,6 +72,7 @@ def cmd_ladder(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _quiet_libraries()
     from eval.pipeline import evaluate_file
 
     out = evaluate_file(args.run, Path(args.data), Path(args.out) if args.out else None, progress=not args.quiet)
@@ -69,6 +81,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    _quiet_libraries()
     from tqdm.auto import tqdm
 
     from moderation.data.generic import read_prediction_inputs, write_jsonl
@@ -85,6 +98,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    _quiet_libraries()
     import ray
     from ray import serve as ray_serve
 
@@ -94,10 +108,17 @@ def cmd_serve(args) -> int:
     if args.dev:
         overrides["auth"] = "disabled"
         print("WARNING: --dev: API keys are NOT checked; every response carries X-Auth-Disabled: true", file=sys.stderr)
-    app = build_app({"settings_path": args.config, **overrides})  # validates settings before Ray starts
     from serve.settings import load_settings
 
-    settings = load_settings(args.config, **overrides)
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ValueError as exc:
+        if "no api_keys are configured" not in str(exc):
+            raise
+        # Secure by default: with no keys configured, make one admin key for this machine rather than run open.
+        overrides["api_keys"] = [_local_admin_key()]
+        settings = load_settings(args.config, **overrides)
+    app = build_app({"settings_path": args.config, **overrides})
     ray.init(num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False)
     ray_serve.start(http_options={"host": settings.host, "port": settings.port})
     ray_serve.run(app, name="moderation", route_prefix="/")
@@ -114,7 +135,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
+KEY_FILE = Path(".moderation-api-key")
+
+
+def _local_admin_key() -> dict:
+    """An admin API key kept in ./.moderation-api-key (created once, readable by this user only)."""
+    import secrets
+
+    if not KEY_FILE.exists():
+        KEY_FILE.write_text(secrets.token_urlsafe(24) + "\n")
+        KEY_FILE.chmod(0o600)
+    key = KEY_FILE.read_text().strip()
+    print(f"no API keys configured: using the local admin key in {KEY_FILE.resolve()} "
+          "(send it as 'Authorization: Bearer <key>'; set MODERATION_API_KEYS for real deployments)")
+    return {"name": "local-admin", "roles": ["admin"], "key": key}
+
+
 def cmd_score(args) -> int:
+    _quiet_libraries()
     import ray
 
     from moderation.data.generic import read_prediction_inputs

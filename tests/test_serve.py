@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +41,17 @@ def service(multimodal_run, tmp_path_factory):
     from serve.app import build_app
 
     tmp = tmp_path_factory.mktemp("serve")
+    # The tiny model's thresholds are arbitrary; pin them so that ordinary posts are allowed (and then, with
+    # random_review_rate=1.0, sampled into review): the tests below check the service, not the tiny model.
+    run = tmp / "run"
+    shutil.copytree(multimodal_run, run)
+    thresholds = json.loads((run / "thresholds.json").read_text())
+    for cut in thresholds["categories"].values():
+        cut.update(block=0.99999, review=0.9999)
+    (run / "thresholds.json").write_text(json.dumps(thresholds))
     port = free_port()
     settings = {
-        "run_dir": str(multimodal_run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "port": port,
+        "run_dir": str(run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "port": port,
         "max_batch_size": 16, "batch_wait_timeout_s": 0.05, "max_ongoing_requests": 32,
         "max_posts_per_request": 8, "max_text_chars": 500, "max_request_bytes": 200_000,
         "max_image_pixels": 1_000_000, "random_review_rate": 1.0, "num_cpus_per_replica": 0.5,
@@ -152,10 +161,13 @@ def test_review_round_trip_back_to_training_data(service):
     from moderation.data.generic import read_jsonl_rows
 
     client, tmp = service
-    r = moderate(client, {"id": "rt-1", "text": "the city lewdword park", "image_base64": png_b64()})
-    item_id = r.json()["results"][0]["review_item_id"]
-    assert item_id is not None  # random_review_rate=1.0: every allowed post is sampled, others are in the band
-    again = moderate(client, {"id": "rt-1", "text": "the city lewdword park"}).json()["results"][0]
+    # A harmless-looking post: allowed by the model, so random_review_rate=1.0 samples it into review.
+    r = moderate(client, {"id": "rt-1", "text": "the city park today", "image_base64": png_b64((20, 20, 220))})
+    first = r.json()["results"][0]
+    assert first["action"] == "review" and first["reason"] in ("random_sample", "threshold"), first
+    item_id = first["review_item_id"]
+    assert item_id is not None
+    again = moderate(client, {"id": "rt-1", "text": "the city park today"}).json()["results"][0]
     assert again["review_item_id"] == item_id  # idempotent enqueue by post id
     claimed = []
     for _ in range(100):  # claim until we hold our item (others from earlier tests are in the queue too)
