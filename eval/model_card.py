@@ -20,7 +20,8 @@ def _licence(loader: str) -> str:
     return LICENSES.get(loader, "see its SOURCE.md") if loader not in ("jsonl", "hub") else "your own data"
 
 
-def write_model_card(run_dir: Path, config: Config, version: str, result, report: dict, thresholds: dict) -> Path:
+def write_model_card(run_dir: Path, config: Config, version: str, result, report: dict, thresholds: dict,
+                     seconds: dict | None = None) -> Path:
     rows = {k: len(v) for k, v in result.splits.items()}
     lines = [
         f"# Model card: {version}",
@@ -31,6 +32,8 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` with pos_weight `{config.loss.pos_weight}`; "
         f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
         f"- Rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, test {rows.get('test', 0)}",
+        *([f"- Wall time of `moderation train` (seconds): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
+           + " (encode is near zero when the embedding cache is warm)"] if seconds else []),
         "",
         "## Training data",
         "",
@@ -63,6 +66,8 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         "text windows to the class's written description and seed phrases, calibrated on whatever labels exist "
         "(`labels`) or, with none, on the training corpus (`corpus_quantile`: the corpus's 99th-percentile "
         "similarity maps to 0.5). Treat their scores as a screening signal for review, not for blocking.",
+        "",
+        *([f"- {name}: {method}" for name, method in result.zero_shot_classes.items()] or ["None in this run."]),
         "",
         "## Limits",
         "",

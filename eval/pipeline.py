@@ -9,6 +9,7 @@ only appears once complete.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def train_and_evaluate(config: Config, progress: bool = True) -> Path:
 
     out = config.output_dir()
     names = config.category_names
+    started = time.perf_counter()
     with runfiles.staged_run_dir(out) as stage:
         (stage / runfiles.CONFIG).write_text(dump_config(config))
         result = train(config, mean_average_precision, progress, stage / runfiles.TRAIN_LOG)
@@ -51,7 +53,10 @@ def train_and_evaluate(config: Config, progress: bool = True) -> Path:
             result.text_encoder.tokenizer.save_pretrained(stage / runfiles.TEXT_ENCODER)
         baseline = _baseline_scores(config, result.splits) if config.run.baseline else {}
         report = write_evaluation(stage / runfiles.REPORT, names, result, scores, baseline, thresholds, version)
-        write_model_card(stage, config, version, result, report, thresholds)
+        seconds = {**result.seconds, "total": round(time.perf_counter() - started, 1)}
+        meta = runfiles.read_json(stage / runfiles.MODEL)
+        runfiles.write_json(stage / runfiles.MODEL, {**meta, "train_seconds": seconds})
+        write_model_card(stage, config, version, result, report, thresholds, seconds)
     return out
 
 

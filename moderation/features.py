@@ -41,6 +41,7 @@ class Features:
             "image": torch.from_numpy(self.image[idx]).to(device) if self.image is not None else None,
             "has_text": torch.from_numpy(self.has_text[idx]).to(device),
             "has_image": torch.from_numpy(self.has_image[idx]).to(device),
+            "nsfw": torch.from_numpy(np.nan_to_num(self.extras["nsfw"][idx])).to(device) if "nsfw" in self.extras else None,
         }
 
     def targets(self, idx: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,10 +25,12 @@ class ModerationModel(nn.Module):
         self.zero_shot = zero_shot
         # Added to trained classes' logits at prediction time (log of the negative-sampling rate).
         self.register_buffer("prior_offset", torch.zeros(len(categories)))
+        # A class scored on images by the open_nsfw probability (zero-shot), or None.
+        self.nsfw_class: int | None = None
         self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": image_dim,
                            "hidden_dim": hidden_dim, "dropout": dropout}
 
-    def forward(self, text_windows, owner, image, has_text, has_image, for_prediction: bool = False):
+    def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, for_prediction: bool = False):
         """Logits {"text", "image", "fused"} (B, C). `for_prediction` applies zero-shot and prior correction."""
         logits = self.head(text_windows, owner, image, has_text, has_image)
         if not for_prediction:
@@ -41,6 +43,12 @@ class ModerationModel(nn.Module):
             use = self.zero_shot.active.unsqueeze(0) & has_text.unsqueeze(1)  # (B, C)
             text = torch.where(self.zero_shot.active.unsqueeze(0), zs, text)
             fused = torch.where(use, zs, fused)
+        if self.nsfw_class is not None and nsfw is not None:
+            # The open_nsfw detector can raise the class's score on an image, never lower it.
+            c, z = self.nsfw_class, torch.logit(nsfw.float().clamp(1e-6, 1 - 1e-6))
+            image_l, fused = image_l.clone(), fused.clone()
+            image_l[:, c] = torch.where(has_image, z, image_l[:, c])
+            fused[:, c] = torch.where(has_image, torch.maximum(fused[:, c], z), fused[:, c])
         return {"text": text, "image": image_l, "fused": fused}
 
     def save(self, run_dir: Path, extra_meta: dict) -> None:
@@ -49,6 +57,7 @@ class ModerationModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(Path(run_dir) / runfiles.HEAD))
         meta = {**self.meta, "categories": self.categories, "has_zero_shot": self.zero_shot is not None,
+                "nsfw_class": self.nsfw_class,
                 "num_prototypes": int(self.zero_shot.prototypes.shape[0]) if self.zero_shot is not None else 0,
                 **extra_meta}
         runfiles.write_json(Path(run_dir) / runfiles.MODEL, meta)
@@ -66,5 +75,6 @@ class ModerationModel(nn.Module):
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
                     meta["dropout"], zero_shot)
         model.load_state_dict(state)
+        model.nsfw_class = meta.get("nsfw_class")
         model.eval()
         return model, meta

@@ -69,7 +69,7 @@ class Moderator:
         windows, owner = (np.zeros((0, self.model.meta["text_dim"]), np.float32), np.zeros(0, np.int64))
         if self.text_encoder is not None:
             windows, owner = self.text_encoder.encode(texts, device=self.device)
-        image = None
+        image, extras = None, {}
         if self.image_encoder is not None:
             image = np.zeros((n, self.image_encoder.dim), np.float32)
             idx = np.flatnonzero(has_image)
@@ -77,10 +77,13 @@ class Moderator:
                 from moderation.encoders.images import load_image
 
                 pictures = [load_image(posts[i]["image"]) for i in idx]
-                image[idx] = self.image_encoder.encode(pictures).float().numpy()
+                embedded, scores = self.image_encoder.encode_with_scores(pictures)
+                image[idx] = embedded.float().numpy()
+                for name, values in scores.items():
+                    extras.setdefault(name, np.full(n, np.nan, np.float32))[idx] = values
         return Features(windows=windows, offsets=offsets_from_owner(owner, n), image=image, has_text=has_text,
                         has_image=has_image, labels=np.zeros((n, num_classes), np.float32),
-                        label_mask=np.zeros((n, num_classes), bool))
+                        label_mask=np.zeros((n, num_classes), bool), extras=extras)
 
     @torch.inference_mode()
     def score(self, posts: list[dict]) -> list[dict]:

@@ -43,6 +43,7 @@ class TrainResult:
     history: list[dict]
     zero_shot_classes: dict[str, str]  # category -> calibration method
     train_positives: dict[str, int]
+    seconds: dict[str, float]  # wall time per stage: data, encode, fit
 
 
 def pick_device(setting: str) -> str:
@@ -104,6 +105,16 @@ def zero_shot_setup(config: Config, text_encoder, features: dict[str, Features])
         methods[name] = method
         log.info("zero-shot %s: calibrated by %s (scale %.2f, offset %.2f)", name, method, scale, offset)
     return scorer, methods
+
+
+def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
+    """The class open_nsfw scores on images: set, the encoder is open_nsfw, and few image positives to learn from."""
+    name = config.zero_shot.nsfw_category
+    if name is None or config.image_encoder.kind != "opennsfw" or "nsfw" not in train.extras:
+        return None
+    c = config.category_names.index(name)
+    image_positives = int((train.labels[:, c] * train.label_mask[:, c] * train.has_image).sum())
+    return c if image_positives < config.zero_shot.min_train_positives else None
 
 
 def predict_scores(model: ModerationModel, features: Features, batch_size: int = 2048,
@@ -245,10 +256,15 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     from moderation.data.build import build_splits
 
     device = pick_device(config.train.device)
+    clock = time.perf_counter()
     splits = build_splits(config)
     log.info("rows: %s", {k: len(v) for k, v in splits.items()})
+    seconds = {"data": time.perf_counter() - clock}
+    clock = time.perf_counter()
     text_encoder, image_encoder = build_encoders(config)
     features = split_features(config, splits, text_encoder, image_encoder, progress)
+    seconds["encode"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     keep = downsample_negatives(features["train"].labels, features["train"].label_mask,
                                 config.sampling.negative_rate, config.train.seed)
     train_features = features["train"].subset(keep)
@@ -263,6 +279,9 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     model.head.set_input_stats(
         torch.from_numpy(train_features.windows) if train_features.windows.shape[0] else None,
         torch.from_numpy(train_features.image[has_image]) if train_features.image is not None and has_image.any() else None)
+    model.nsfw_class = nsfw_zero_shot_class(config, train_features)
+    if model.nsfw_class is not None:
+        zs_methods[f"{names[model.nsfw_class]} (images)"] = "open_nsfw probability"
     finetune = config.text_encoder.finetune != "frozen" and text_encoder is not None
     texts = None
     if finetune:
@@ -276,6 +295,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
         for split in ("validation", "test"):
             features[split] = _encode_in_loop(text_encoder, [t or "" for t in splits[split]["text"]], features[split], device)
     model.to("cpu")
+    seconds["fit"] = time.perf_counter() - clock
     positives = (features["train"].labels * features["train"].label_mask).sum(0)
     return TrainResult(model, text_encoder, image_encoder, splits, features, history, zs_methods,
-                       {c: int(p) for c, p in zip(names, positives)})
+                       {c: int(p) for c, p in zip(names, positives)}, {k: round(v, 1) for k, v in seconds.items()})

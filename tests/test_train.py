@@ -66,3 +66,18 @@ def test_variants_train(tiny_bert, tmp_path, overrides):
     if config.sampling.negative_rate < 1:
         trained_classes = [i for i, c in enumerate(CATEGORIES) if c not in result.zero_shot_classes]
         assert np.allclose(result.model.prior_offset[trained_classes].numpy(), np.log(0.5))
+
+
+def test_open_nsfw_scores_sexual_images_when_image_positives_are_few(tiny_bert, tmp_path):
+    data = write_dataset(tmp_path / "d.jsonl", n=120, seed=8, images=True)
+    config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", image_encoder={"kind": "opennsfw"},
+                                          train={"epochs": 3}, zero_shot={"min_train_positives": 30}))
+    result = train(config, mean_ap, progress=False)
+    sexual = CATEGORIES.index("sexual")
+    assert result.model.nsfw_class == sexual
+    assert result.zero_shot_classes["sexual (images)"] == "open_nsfw probability"
+    test = result.features["test"]
+    scores = predict_scores(result.model, test)
+    with_image = test.has_image
+    assert np.allclose(scores["image"][with_image, sexual], test.extras["nsfw"][with_image], atol=1e-4)
+    assert (scores["fused"][with_image, sexual] >= scores["image"][with_image, sexual] - 1e-6).all()

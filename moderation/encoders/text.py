@@ -87,6 +87,10 @@ class TextEncoder(torch.nn.Module):
             seen[text_idx] = seen.get(text_idx, 0) + 1
             if seen[text_idx] <= self.cfg.max_windows:
                 keep.append(i)
+        cut = sum(1 for n in seen.values() if n > self.cfg.max_windows)
+        if cut:
+            log.warning("%d of %d texts are longer than text_encoder.max_windows=%d windows of %d tokens; "
+                        "their remaining tokens are not scored", cut, len(texts), self.cfg.max_windows, self.max_length)
         return Windows([ids[i] for i in keep], owner[keep])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
