@@ -8,7 +8,6 @@ class go into one table in BENCHMARKS.md.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from moderation import runfiles
 from moderation.config import load_config

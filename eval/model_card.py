@@ -32,7 +32,7 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` with pos_weight `{config.loss.pos_weight}`; "
         f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
         f"- Rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, test {rows.get('test', 0)}",
-        *([f"- Wall time of `moderation train` (seconds): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
+        *(["- Wall time of `moderation train` (seconds): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
            + " (encode is near zero when the embedding cache is warm)"] if seconds else []),
         "",
         "## Training data",

@@ -105,7 +105,9 @@ class ImageEncoderConfig(Strict):
     model: str | None = Field(None, description="for kind 'transformers': hub id or local folder")
     image_size: int = 224
     batch_size: int = Field(16, ge=1)
-    finetune: Literal["frozen", "full"] = "frozen"
+    # Image encoders are used frozen (cached features). Fine-tuning them end to end is not implemented yet;
+    # the adapters expose forward()/trainable_module() for when it is.
+    finetune: Literal["frozen"] = "frozen"
 
 
 class HeadConfig(Strict):

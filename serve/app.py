@@ -14,11 +14,11 @@ import asyncio
 import logging
 import random
 import time
-from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from ray import serve
+from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 
 from .auth import Authenticator
@@ -28,6 +28,10 @@ from .schemas import CategoryResult, ModelInfo, ModerateResponse, PostResult
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
+
+# Bounded queues shed load with 503 + Retry-After (seconds) rather than growing without limit.
+RETRY_AFTER_S = 1
+BACKPRESSURE = BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S)
 
 
 @serve.deployment(name="Scorer")
@@ -93,8 +97,9 @@ class ModerationService:
                    for p in posts]
         try:
             scored = await asyncio.gather(*[self.scorer.score.remote(p) for p in scoring])
-        except BackPressureError:
-            raise HTTPException(503, "the model is at capacity; retry shortly", headers={"Retry-After": "1"})
+        except BackPressureError as exc:
+            raise HTTPException(503, f"the model is at capacity ({exc.message}); retry shortly",
+                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         failed = [r for r in scored if "error" in r]
         if failed:
             raise HTTPException(422, f"post {failed[0]['id']!r}: {failed[0]['error']}")
@@ -185,6 +190,7 @@ def build_app(args: dict | None = None):
         num_replicas=settings.num_replicas,
         max_ongoing_requests=max(settings.max_ongoing_requests, settings.max_batch_size),
         max_queued_requests=settings.max_queued_requests,
+        backpressure_config=BACKPRESSURE,
         ray_actor_options={"num_cpus": settings.num_cpus_per_replica, "num_gpus": 1 if gpu else 0},
         user_config={"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s},
     ).bind(settings.run_dir, "cuda" if gpu else "cpu")
@@ -192,7 +198,8 @@ def build_app(args: dict | None = None):
     submitter = Depends(Authenticator(settings).require("submitter"))
 
     @serve.deployment(name="ModerationAPI", max_ongoing_requests=settings.max_ongoing_requests * 4,
-                      max_queued_requests=settings.max_queued_requests, ray_actor_options={"num_cpus": 0.1})
+                      max_queued_requests=settings.max_queued_requests, backpressure_config=BACKPRESSURE,
+                      ray_actor_options={"num_cpus": 0.1})
     @serve.ingress(app)
     class ModerationAPI:
         def __init__(self, scorer, settings_dict: dict):

@@ -53,6 +53,10 @@ class ServeSettings(BaseModel):
         if self.max_ongoing_requests < self.max_batch_size:
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                              f"({self.max_batch_size}): a replica never holds more requests than that")
+        if self.max_ongoing_requests + self.max_queued_requests < self.max_posts_per_request:
+            raise ValueError(f"max_ongoing_requests + max_queued_requests ({self.max_ongoing_requests} + "
+                             f"{self.max_queued_requests}) must be >= max_posts_per_request ({self.max_posts_per_request}): "
+                             "each post of a request is one model call, so a full request could never be accepted")
         if self.auth == "required" and not self.api_keys:
             raise ValueError("auth is required but no api_keys are configured: set MODERATION_API_KEYS "
                              "(name:role+role:key,...) or api_keys in the serve config, or auth: disabled for local use")

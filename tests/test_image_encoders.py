@@ -263,8 +263,8 @@ def test_build_image_encoder_names_the_bad_setting(tmp_path):
         build_image_encoder(ImageEncoderConfig(kind="transformers", model=missing))
     with pytest.raises(ValueError, match=r"image_encoder\.model: required"):
         build_image_encoder(ImageEncoderConfig(kind="transformers"))
-    with pytest.raises(ValueError, match=r"image_encoder\.finetune: 'full'.*opennsfw"):
-        build_image_encoder(ImageEncoderConfig(kind="opennsfw", finetune="full"))
+    with pytest.raises(ValueError, match=r"finetune"):  # image encoders are frozen-only for now
+        ImageEncoderConfig(kind="opennsfw", finetune="full")
 
 
 def test_half_precision_checkpoints_load_as_float32(tmp_path, images):

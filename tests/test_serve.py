@@ -7,7 +7,7 @@ import io
 import json
 import shutil
 import socket
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -192,3 +192,61 @@ def test_review_round_trip_back_to_training_data(service):
     row = next(r for r in rows if r["id"] == "rt-1")
     assert row["label__sexual"] == "1" and row["label__hate"] == "0" and row["label__violence"] is None
     assert row["image"] and Image.open(row["image"]).size == (32, 32)  # the image came back with the labels
+
+
+def test_overload_answers_503_with_retry_after_and_recovers(service, multimodal_run):
+    from ray import serve as ray_serve
+
+    from serve.app import build_app
+
+    client, tmp = service
+    tight = {"run_dir": str(multimodal_run), "queue_url": f"sqlite:///{tmp / 'tight.db'}", "max_batch_size": 1,
+             "batch_wait_timeout_s": 0.0, "max_ongoing_requests": 1, "max_queued_requests": 1,
+             "num_cpus_per_replica": 0.1, "auth": "disabled", "random_review_rate": 0.0,
+             "max_posts_per_request": 2}
+    ray_serve.run(build_app(tight), name="tight", route_prefix="/tight")
+    long_text = " ".join(["cats dogs park"] * 20)
+
+    def call(i):
+        return client.post("/tight/v1/moderate", json={"posts": [{"id": f"{i}-{j}", "text": long_text} for j in range(2)]})
+
+    with ThreadPoolExecutor(24) as pool:
+        responses = list(pool.map(call, range(48)))
+    codes = {r.status_code for r in responses}
+    assert codes <= {200, 503}, codes
+    rejected = [r for r in responses if r.status_code == 503]
+    assert rejected, "a bounded queue must shed load instead of queueing without limit"
+    assert all(r.headers.get("retry-after") for r in rejected)
+    # Posts of rejected requests may still be finishing; once they drain the service answers again.
+    deadline = time.monotonic() + 30
+    while (status := call("after").status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status == 200  # nothing hung
+    ray_serve.delete("tight")
+
+
+def test_cancelled_clients_do_not_hang_the_batcher(service):
+    client, _ = service
+    for i in range(8):
+        try:
+            httpx.post(str(client.base_url.join("/v1/moderate")), json={"id": f"gone-{i}", "text": "cats park"},
+                       headers=auth(SUBMITTER), timeout=0.001)
+        except httpx.TimeoutException:
+            pass
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: moderate(client, {"id": f"after-{i}", "text": "cats"}).status_code, range(8)))
+    assert codes == [200] * 8
+
+
+def test_serve_deploy_config_builds(monkeypatch):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from serve.app import build_app
+
+    tree = yaml.safe_load(open("serve/serve_config.yaml"))
+    ServeDeploySchema.model_validate(tree)
+    monkeypatch.setenv("MODERATION_API_KEYS", "ops:admin:" + "k" * 24)
+    app = tree["applications"][0]
+    assert app["import_path"] == "serve.app:build_app"
+    assert build_app(app["args"]) is not None

@@ -362,8 +362,6 @@ def build_image_encoder(cfg: ImageEncoderConfig) -> ImageEncoder | None:
         raise ValueError(f"image_encoder.kind: {cfg.kind!r} is not one of {['none', *_BUILDERS]}")
     if cfg.kind == "transformers" and not cfg.model:
         raise ValueError("image_encoder.model: required when image_encoder.kind is 'transformers' (hub id or folder)")
-    if cfg.kind == "opennsfw" and cfg.finetune != "frozen":
-        raise ValueError(f"image_encoder.finetune: {cfg.finetune!r} is not possible for kind 'opennsfw' (frozen only)")
     if cfg.kind != "transformers" and cfg.model:
         logger.warning("image_encoder.model=%r is ignored for image_encoder.kind=%r", cfg.model, cfg.kind)
     if cfg.kind == "opennsfw" and cfg.image_size != OpenNsfwEncoder.image_size:
