@@ -27,7 +27,7 @@ from moderation.config import Config, dump_config
 log = logging.getLogger(__name__)
 
 
-def train_and_evaluate(config: Config, progress: bool = True) -> Path:
+def train_and_evaluate(config: Config, progress: bool = True, version: str | None = None) -> Path:
     from moderation.train import predict_scores, train
 
     out = config.output_dir()
@@ -36,12 +36,14 @@ def train_and_evaluate(config: Config, progress: bool = True) -> Path:
     with runfiles.staged_run_dir(out) as stage:
         (stage / runfiles.CONFIG).write_text(dump_config(config))
         result = train(config, mean_average_precision, progress, stage / runfiles.TRAIN_LOG)
-        version = f"{config.run.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        version = version or f"{config.run.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         scores = {s: predict_scores(result.model, result.features[s]) for s in ("validation", "test")}
         val = result.features["validation"]
         thresholds = choose_thresholds(val.labels, val.label_mask, scores["validation"]["fused"], names,
                                        config.thresholds.block_precision, config.thresholds.review_recall)
         runfiles.write_thresholds(stage, thresholds, config.thresholds.model_dump())
+        # The validation scores are what drift monitoring compares live traffic against (`moderation monitor`).
+        runfiles.write_reference_scores(stage, names, scores["validation"]["fused"], version)
         result.model.save(stage, {
             "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "zero_shot": result.zero_shot_classes, "train_positives": result.train_positives,

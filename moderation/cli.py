@@ -104,7 +104,8 @@ def cmd_serve(args) -> int:
 
     from serve.app import build_app
 
-    overrides = {"run_dir": args.run, "queue_url": args.queue, "host": args.host, "port": args.port}
+    overrides = {"run_dir": args.run, "registry_dir": args.registry, "queue_url": args.queue, "host": args.host,
+                 "port": args.port}
     if args.dev:
         overrides["auth"] = "disabled"
         print("WARNING: --dev: API keys are NOT checked; every response carries X-Auth-Disabled: true", file=sys.stderr)
@@ -167,6 +168,48 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _reviewed_files(paths: list[str], registry_root: Path) -> list[Path]:
+    """Review exports as JSONL paths; a zip from the review API is unpacked into the registry first."""
+    import zipfile
+
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"--reviewed {path}: no such file")
+        if path.suffix == ".zip":
+            target = registry_root / "reviewed" / path.stem
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(target)
+            path = target / "reviewed.jsonl"
+        files.append(path)
+    return files
+
+
+def cmd_retrain(args) -> int:
+    _quiet_libraries()
+    from eval.retrain import retrain
+    from moderation.config import load_config
+    from moderation.registry import Registry
+
+    config = load_config(args.config, args.overrides)
+    registry = Registry(args.registry)
+    result = retrain(config, _reviewed_files(args.reviewed, registry.root), registry, args.margin, not args.quiet)
+    print(("PROMOTED " if result.promoted else "REFUSED ") + result.new_version)
+    for reason in result.reasons:
+        print(f"  {reason}")
+    print(f"comparison: {result.report}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from moderation.registry import Registry
+
+    path = Registry(args.registry).promote(args.version, note=args.note)
+    print(f"current model is now {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -205,9 +248,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=cmd_predict)
 
+    p = sub.add_parser("retrain", help="merge review exports, train a candidate, gate it against the current model, promote")
+    p.add_argument("config", help="the base training config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--reviewed", action="append", default=[], help="review export (.zip from the API, or .jsonl); repeatable")
+    p.add_argument("--registry", required=True, help="model registry folder (runs/ + current pointer)")
+    p.add_argument("--margin", type=float, default=0.01, help="largest PR-AUC drop allowed for any class")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=cmd_retrain)
+
+    p = sub.add_parser("promote", help="make a registry version current (serving replicas take it up live)")
+    p.add_argument("version")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--note", default="manual promotion")
+    p.set_defaults(handler=cmd_promote)
+
     p = sub.add_parser("serve", help="run the moderation service locally (Ray Serve, batched; review queue and page)")
     p.add_argument("--config", help="serve settings YAML (see serve/serve_settings.yaml); env MODERATION_* also works")
     p.add_argument("--run", help="run directory to serve (default: the shipped default model)")
+    p.add_argument("--registry", help="serve the registry's current model and take up promotions without a restart")
     p.add_argument("--queue", help="review queue URL: sqlite:///path.db (default) or postgresql://...")
     p.add_argument("--host")
     p.add_argument("--port", type=int)

@@ -83,6 +83,9 @@ class DatasetConfig(Strict):
     # train_only: train only (for sets too confounded to measure on, e.g. positives separable by length).
     use: Literal["train_eval", "eval_only", "train_only"] = "train_eval"
     max_samples: int | None = Field(None, gt=0, description="debug knob: keep at most this many rows")
+    # Reviewed labels are newer than a public set's: rows of such a dataset replace rows of the other
+    # datasets with the same normalised text.
+    supersedes_duplicates: bool = False
     hub_split: str | None = Field(None, description="for loader 'hub': the split(s) to read")
     text_field: str | None = Field(None, description="for loader 'hub': the text column")
 

@@ -1,6 +1,6 @@
 """The Ray Serve application: a batched model deployment behind a FastAPI ingress.
 
-    HTTP -> ModerationAPI (FastAPI ingress: auth, validation, policy, review queue, metrics)
+    HTTP -> ModerationAPI (FastAPI ingress: auth, validation, policy, review queue, prediction log, metrics)
               -> Scorer (@serve.batch: posts from concurrent requests are scored together, GPU if present)
 
 The ingress fans a request's posts out to the Scorer one post per call, so posts from many requests share a
@@ -24,6 +24,7 @@ from ray.serve.exceptions import BackPressureError
 from .auth import Authenticator
 from .ingress import ServiceMetrics, decode_image, parse_moderate_request, read_limited_body, shared_queue
 from .policy import decide
+from .prediction_log import LoggedPrediction, shared_prediction_log
 from .schemas import CategoryResult, ModelInfo, ModerateResponse, PostResult
 from .settings import ServeSettings
 
@@ -38,11 +39,30 @@ BACKPRESSURE = BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S)
 class Scorer:
     """Holds the model; scores batches of posts. Settings arrive through `reconfigure` (live-changeable)."""
 
-    def __init__(self, run_dir: str | None, device: str = "cpu"):
+    def __init__(self, run_dir: str | None, device: str = "cpu", registry_dir: str | None = None,
+                 reload_check_s: float = 5.0):
         from moderation.predict import Moderator
+        from moderation.registry import Registry
 
+        self.registry = Registry(registry_dir) if registry_dir else None
+        self.device, self.reload_check_s, self.last_check = device, reload_check_s, time.monotonic()
+        if self.registry is not None:
+            run_dir = self.registry.current_dir()
+            if run_dir is None:
+                raise ValueError(f"registry {registry_dir} has no current model: promote one first")
         self.moderator = Moderator(run_dir, device=device)
-        self.run_dir = run_dir
+
+    async def _maybe_reload(self) -> None:
+        """Take up a newly promoted model without a restart (the registry pointer is swapped atomically)."""
+        if self.registry is None or time.monotonic() - self.last_check < self.reload_check_s:
+            return
+        self.last_check = time.monotonic()
+        current = self.registry.current_dir()
+        if current is not None and current != self.moderator.run_dir:
+            from moderation.predict import Moderator
+
+            log.info("loading newly promoted model %s", current.name)
+            self.moderator = await asyncio.to_thread(Moderator, current, self.device)
 
     def reconfigure(self, user_config: dict) -> None:
         self.score.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
@@ -55,6 +75,7 @@ class Scorer:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def score(self, posts: list[dict]) -> list[dict]:
+        await self._maybe_reload()
         try:
             results = self.moderator.score(posts)
         except Exception:  # one bad post must not fail the other requests in its batch
@@ -81,8 +102,9 @@ class ModerationService:
         self.rng = random.Random()
         self._info: dict | None = None
 
-    async def info(self) -> dict:
-        if self._info is None:
+    async def info(self, version: str | None = None) -> dict:
+        """Model version, categories and thresholds; refetched when a response names another version."""
+        if self._info is None or (version is not None and version != self._info["model_version"]):
             self._info = await self.scorer.info.remote()
         return self._info
 
@@ -103,8 +125,10 @@ class ModerationService:
         failed = [r for r in scored if "error" in r]
         if failed:
             raise HTTPException(422, f"post {failed[0]['id']!r}: {failed[0]['error']}")
-        info = await self.info()
+        info = await self.info(scored[0]["model_version"])
         results = [await self._decide_and_queue(post, r, info) for post, r in zip(posts, scored)]
+        if self.settings.prediction_log:
+            await self._log_predictions(posts, scored, results)
         elapsed = (time.perf_counter() - started) * 1000
         self.metrics.observe_request(elapsed, [r["batch_size"] for r in scored], results)
         return ModerateResponse(model_version=scored[0]["model_version"], elapsed_ms=round(elapsed, 2), results=results)
@@ -121,6 +145,23 @@ class ModerationService:
             item_id = await asyncio.to_thread(self._enqueue, post, scored, decision, info)
         return PostResult(id=post.id, action=decision.action.value, reason=decision.reason, drivers=decision.drivers,
                           categories=categories, review_item_id=item_id)
+
+    def prediction_log(self):
+        s = self.settings
+        return shared_prediction_log(s.log_url, log_content=s.log_content, retention_days=s.retention_days)
+
+    async def _log_predictions(self, posts, scored: list[dict], results: list[PostResult]) -> None:
+        """Record the request's decisions (one transaction, off the event loop). A failure is logged, never
+        raised: the decisions are already made and queued, and monitoring must not take moderation down."""
+        entries = [LoggedPrediction(post_id=p.id, model_version=r["model_version"], scores=r["scores"],
+                                    action=res.action, drivers=res.drivers, reason=res.reason,
+                                    review_item_id=res.review_item_id, text=p.text, image=p.image_bytes,
+                                    image_mime=p.image_mime)
+                   for p, r, res in zip(posts, scored, results)]
+        try:
+            await asyncio.to_thread(lambda: self.prediction_log().record(entries))
+        except Exception:
+            log.exception("could not write %d decisions to the prediction log", len(entries))
 
     def _enqueue(self, post, scored: dict, decision, info: dict) -> int:
         from .review_queue import NewItem
@@ -184,7 +225,15 @@ def build_app(args: dict | None = None):
 
     args = dict(args or {})
     settings = load_settings(args.pop("settings_path", None), **args)
-    categories = load_run_config(resolve_run_dir(settings.run_dir)).category_names
+    if settings.registry_dir:
+        from moderation.registry import Registry
+
+        current = Registry(settings.registry_dir).current_dir()
+        if current is None:
+            raise ValueError(f"registry_dir {settings.registry_dir}: no current model; promote one first")
+        categories = load_run_config(resolve_run_dir(current)).category_names
+    else:
+        categories = load_run_config(resolve_run_dir(settings.run_dir)).category_names
     gpu = settings.use_gpu == "yes" or (settings.use_gpu == "auto" and torch.cuda.is_available())
     scorer = Scorer.options(
         num_replicas=settings.num_replicas,
@@ -193,7 +242,7 @@ def build_app(args: dict | None = None):
         backpressure_config=BACKPRESSURE,
         ray_actor_options={"num_cpus": settings.num_cpus_per_replica, "num_gpus": 1 if gpu else 0},
         user_config={"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s},
-    ).bind(settings.run_dir, "cuda" if gpu else "cpu")
+    ).bind(settings.run_dir, "cuda" if gpu else "cpu", settings.registry_dir, settings.reload_check_s)
     app = build_fastapi(settings, categories)
     submitter = Depends(Authenticator(settings).require("submitter"))
 

@@ -28,6 +28,8 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: str | None = Field(None, description="run directory to serve; default: the shipped default model")
+    registry_dir: str | None = Field(None, description="serve the registry's current model and take up promotions live")
+    reload_check_s: float = Field(5.0, gt=0, description="how often replicas look for a newly promoted model")
     queue_url: str = Field("sqlite:///moderation-review.db", description="sqlite:///path or postgresql://...")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -46,8 +48,18 @@ class ServeSettings(BaseModel):
     max_image_bytes: int = Field(10 * 2**20, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_request_bytes: int = Field(32 * 2**20, ge=1)
+    # Prediction log (serve.prediction_log): every decision with its scores, for drift monitoring.
+    prediction_log: bool = Field(True, description="log every served decision (scores, action, model version)")
+    prediction_log_url: str | None = Field(None, description="database of the log; default: queue_url's")
+    log_content: bool = Field(False, description="also log each post's text and image (personal data: opt in)")
+    retention_days: int = Field(30, ge=1, description="logged text/images are deleted after this many days")
     auth: Literal["required", "disabled"] = "required"
     api_keys: list[ApiKey] = []
+
+    @property
+    def log_url(self) -> str:
+        """The prediction log's database: its own URL if set, else the review queue's (one database for both)."""
+        return self.prediction_log_url or self.queue_url
 
     def check(self) -> None:
         if self.max_ongoing_requests < self.max_batch_size:
@@ -57,6 +69,11 @@ class ServeSettings(BaseModel):
             raise ValueError(f"max_ongoing_requests + max_queued_requests ({self.max_ongoing_requests} + "
                              f"{self.max_queued_requests}) must be >= max_posts_per_request ({self.max_posts_per_request}): "
                              "each post of a request is one model call, so a full request could never be accepted")
+        if self.run_dir and self.registry_dir:
+            raise ValueError("give run_dir or registry_dir, not both")
+        if self.log_content and not self.prediction_log:
+            raise ValueError("log_content is on but prediction_log is off: content is only kept in the prediction "
+                             "log, so turn prediction_log on or log_content off")
         if self.auth == "required" and not self.api_keys:
             raise ValueError("auth is required but no api_keys are configured: set MODERATION_API_KEYS "
                              "(name:role+role:key,...) or api_keys in the serve config, or auth: disabled for local use")
@@ -79,7 +96,7 @@ def load_settings(path: str | Path | None = None, **overrides) -> ServeSettings:
     if path:
         tree = yaml.safe_load(Path(path).read_text()) or {}
     env = os.environ
-    for field in ("run_dir", "queue_url", "auth", "host", "port", "use_gpu", "random_review_rate"):
+    for field in ("run_dir", "registry_dir", "queue_url", "auth", "host", "port", "use_gpu", "random_review_rate"):
         if f"MODERATION_{field.upper()}" in env:
             tree[field] = env[f"MODERATION_{field.upper()}"]
     if env.get("MODERATION_API_KEYS"):

@@ -108,3 +108,14 @@ def test_empty_dataset_after_filtering_is_an_error(tmp_path):
     config = config_from_dict({"categories": category_config(), "datasets": {"syn": {"loader": "jsonl", "path": str(path)}}})
     with pytest.raises(DataError, match="datasets.syn: no rows left with a known label"):
         build_splits(config)
+
+
+def test_superseding_dataset_replaces_duplicate_texts(tmp_path):
+    base = write_lines(tmp_path / "base.jsonl", [{"id": "b1", "text": "Cats in the park", "labels": {"hate": 0}},
+                                                 {"id": "b2", "text": "dogs", "labels": {"hate": 0}}])
+    reviewed = write_lines(tmp_path / "rev.jsonl", [{"id": "r1", "text": "cats in the park!", "labels": {"hate": 1}}])
+    config = config_from_dict({"categories": category_config(), "datasets": {
+        "base": {"loader": "jsonl", "path": str(base)},
+        "reviewed": {"loader": "jsonl", "path": str(reviewed), "supersedes_duplicates": True}}})
+    rows = [r for split in build_splits(config, only_eval=True).values() for r in split]
+    assert sorted(r["id"] for r in rows) == ["b2", "r1"]

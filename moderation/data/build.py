@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from moderation.config import Config, DatasetConfig, LabelRule
-from moderation.data.generic import label_field, read_jsonl_rows
+from moderation.data.generic import label_field, read_jsonl_rows, target_names
 from moderation.data.labelmap import make_labeller
 from moderation.data.records import LABEL_MASK, SPLITS, DataError
 from moderation.data.splits import assign_split, normalise_text
@@ -19,6 +19,9 @@ from moderation.data.splits import assign_split, normalise_text
 log = logging.getLogger(__name__)
 
 KEEP_COLUMNS = ["id", "text", "image", "source", "split", "group", "labels", "label_mask"]
+TARGET = "target"  # optional column (build_splits(keep_target=True)): the group(s) a post is about, for audits
+# Raw fields that name a targeted group: generic JSONL `target`, ToxiGen's `target_group`.
+TARGET_FIELDS = ("target", "target_group")
 
 
 def load_raw(name: str, ds: DatasetConfig):
@@ -58,8 +61,20 @@ def _load_hub(name: str, ds: DatasetConfig):
     )
 
 
-def load_labelled(name: str, ds: DatasetConfig, config: Config):
-    """One dataset with `labels`/`label_mask` and its split assigned."""
+def with_target(dataset):
+    """`dataset` plus a `target` column (list of group names, [] when none) from its raw TARGET_FIELDS."""
+    import datasets
+
+    fields = [f for f in TARGET_FIELDS if f in dataset.column_names]
+    features = dataset.features.copy()
+    # Explicit type: a batch whose rows name no target would otherwise be inferred as a list of nulls.
+    features[TARGET] = datasets.Sequence(datasets.Value("string"))
+    return dataset.map(lambda row: {TARGET: [t for f in fields for t in target_names(row[f])]},
+                       features=features, desc="target groups")
+
+
+def load_labelled(name: str, ds: DatasetConfig, config: Config, keep_target: bool = False):
+    """One dataset with `labels`/`label_mask` and its split assigned (and `target`, with `keep_target`)."""
     categories = config.category_names
     if ds.loader == "jsonl":
         import datasets
@@ -85,6 +100,8 @@ def load_labelled(name: str, ds: DatasetConfig, config: Config):
         return {"split": split, "source": name}
 
     labelled = labelled.map(add_split, desc=f"split {name}")
+    if keep_target:
+        return with_target(labelled).select_columns(KEEP_COLUMNS + [TARGET])
     return labelled.select_columns(KEEP_COLUMNS)
 
 
@@ -98,18 +115,34 @@ def check_permissive(config: Config) -> None:
         raise DataError("run.permissive_only is set, but these datasets are not permissively licensed:\n  " + "\n  ".join(bad))
 
 
-def build_splits(config: Config, only_eval: bool = False):
-    """All configured datasets -> DatasetDict(train, validation, test), leak-free across datasets."""
+def _drop_superseded(merged, config: Config):
+    """Drop rows whose text also occurs in a dataset with `supersedes_duplicates` (e.g. review exports)."""
+    winners = {n for n, d in config.datasets.items() if d.supersedes_duplicates}
+    if not winners:
+        return merged
+    texts = {normalise_text(t) for t, s in zip(merged["text"], merged["source"]) if s in winners and t}
+    before = len(merged)
+    merged = merged.filter(lambda row: row["source"] in winners or not row["text"]
+                           or normalise_text(row["text"]) not in texts, desc="drop superseded duplicates")
+    log.info("dropped %d rows superseded by %s", before - len(merged), sorted(winners))
+    return merged
+
+
+def build_splits(config: Config, only_eval: bool = False, keep_target: bool = False):
+    """All configured datasets -> DatasetDict(train, validation, test), leak-free across datasets.
+
+    `keep_target` adds a `target` column (see `with_target`) for audits that slice by targeted group.
+    """
     import datasets
 
     if config.run.permissive_only:
         check_permissive(config)
     parts = []
     for name, ds in config.datasets.items():
-        part = load_labelled(name, ds, config)
+        part = load_labelled(name, ds, config, keep_target)
         log.info("%s: %d labelled rows", name, len(part))
         parts.append(part)
-    merged = datasets.concatenate_datasets(parts)
+    merged = _drop_superseded(datasets.concatenate_datasets(parts), config)
     splits = {s: merged.filter(lambda row, s=s: row["split"] == s, desc=f"collect {s}") for s in SPLITS}
     held_out = {normalise_text(t) for s in ("validation", "test") for t in splits[s]["text"] if t}
     before = len(splits["train"])
