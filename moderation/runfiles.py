@@ -7,6 +7,7 @@ Writer and readers share this one module, so a file's name and shape are defined
     head.safetensors     fusion head + zero-shot prototypes (the encoders come from their packages/folders)
     text_encoder/        only when the text encoder was fine-tuned (full weights or a LoRA adapter)
     thresholds.json      per category {"block": t, "review": t, ...}, chosen on validation data
+    reference_scores.npz the fused scores on the validation split: the reference for live score drift
     train_log.jsonl      one line per epoch
     report/              report.md, report.json, PR-curve pictures
     MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, limits
@@ -19,12 +20,17 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module and must start instantly
+    import numpy as np
 
 CONFIG = "config.yaml"
 MODEL = "model.json"
 HEAD = "head.safetensors"
 TEXT_ENCODER = "text_encoder"
 THRESHOLDS = "thresholds.json"
+REFERENCE_SCORES = "reference_scores.npz"
 TRAIN_LOG = "train_log.jsonl"
 REPORT = "report"
 MODEL_CARD = "MODEL_CARD.md"
@@ -47,6 +53,31 @@ def read_thresholds(run_dir: Path) -> dict[str, dict]:
 
 def write_thresholds(run_dir: Path, thresholds: dict[str, dict], targets: dict) -> Path:
     return write_json(Path(run_dir) / THRESHOLDS, {"targets": targets, "categories": thresholds})
+
+
+def write_reference_scores(run_dir: Path, categories: list[str], scores, model_version: str) -> Path:
+    """Save the (N, C) fused validation scores as the model's reference distribution (float32, no labels)."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim != 2 or scores.shape[1] != len(categories):
+        raise ValueError(f"reference scores of shape {scores.shape} do not match {len(categories)} categories")
+    path = Path(run_dir) / REFERENCE_SCORES
+    np.savez_compressed(path, scores=scores, categories=np.array(categories, dtype=str),
+                        model_version=np.array(model_version, dtype=str))
+    return path
+
+
+def read_reference_scores(run_dir: Path) -> tuple[list[str], np.ndarray]:
+    """(categories, (N, C) scores); FileNotFoundError naming the file for runs trained before it was written."""
+    import numpy as np
+
+    path = Path(run_dir) / REFERENCE_SCORES
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {REFERENCE_SCORES} (runs trained before score-drift "
+                                "monitoring lack it); retrain, or monitor a newer run")
+    with np.load(path, allow_pickle=False) as data:
+        return [str(c) for c in data["categories"]], data["scores"].astype(np.float64)
 
 
 def resolve_run_dir(run_dir: str | Path | None) -> Path:

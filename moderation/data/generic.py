@@ -2,8 +2,10 @@
 
 `text` or `image` may be absent or null (not both); `image` is a path relative to the JSONL file; a category
 absent from `labels` is unknown (masked), never a negative. Optional `split` ("train" / "validation" /
-"test") and `group` fields pin a row's split. Review-queue exports are written in this format, so reviewed
-posts train the next model. Every problem is reported with the file and line number.
+"test") and `group` fields pin a row's split. Optional `source` (where the row came from) and `target` (the
+group a post is about or aimed at: a string or a list of strings) are kept for audits to slice by; they
+never change labels or splits. Review-queue exports are written in this format, so reviewed posts train the
+next model. Every problem is reported with the file and line number.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from moderation.data.records import SPLITS, DataError
 
-_KNOWN_KEYS = {"id", "text", "image", "labels", "split", "group", "source"}
+_KNOWN_KEYS = {"id", "text", "image", "labels", "split", "group", "source", "target"}
 
 
 def label_field(category: str) -> str:
@@ -23,6 +25,8 @@ def label_field(category: str) -> str:
 
 def read_jsonl_rows(path: Path, categories: list[str] | None) -> list[dict]:
     """Parse and validate a generic JSONL file into raw rows (records.RAW_COLUMNS + one field per category).
+
+    Each row also carries `source` (str, "" when absent) and `target` (list of str, [] when absent).
 
     With `categories=None` labels are not read (prediction needs only id, text and image).
     """
@@ -73,10 +77,36 @@ def _parse_row(obj: object, where: str, base: Path, categories: list[str] | None
         "image": str((base / image).resolve()) if image else None,
         "split": split,
         "group": str(obj.get("group") or ""),
+        "source": _parse_source(obj.get("source"), where),
+        "target": _parse_target(obj.get("target"), where),
     }
     if categories is not None:
         row.update(_parse_labels(obj.get("labels", {}), where, categories))
     return row
+
+
+def _parse_source(source: object, where: str) -> str:
+    if source is not None and not isinstance(source, str):
+        raise DataError(f"{where}: 'source' must be a string or null, got {type(source).__name__}")
+    return (source or "").strip()
+
+
+def target_names(target: object) -> list[str]:
+    """Target group(s) (a string, a list of strings or None) as non-empty, stripped, lower-cased names, so
+    one group is spelled the same across datasets; raises ValueError naming any other value."""
+    values = [target] if isinstance(target, str) else target
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"a target must be a string, a list of strings or null, got {target!r}")
+    return [v.strip().lower() for v in values if v.strip()]
+
+
+def _parse_target(target: object, where: str) -> list[str]:
+    try:
+        return target_names(target)
+    except ValueError as exc:
+        raise DataError(f"{where}: 'target': {exc}") from None
 
 
 def _parse_labels(labels: object, where: str, categories: list[str]) -> dict:

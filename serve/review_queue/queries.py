@@ -1,4 +1,4 @@
-"""The queue's shared SQL: what counts as open, the serving order, the dashboard counts, decided rows.
+"""The queue's shared SQL: what counts as open, the serving order, the dashboard counts, decided rows, reviews.
 
 Written once in SQLAlchemy Core and compiled per backend. The store's write paths and the read paths use the
 same `open_for_claim` and `QUEUE_ORDER`, so `list_pending` shows exactly the order `claim` serves.
@@ -45,13 +45,22 @@ def queue_stats(conn: Connection, now: datetime) -> dict[str, Any]:
     }
 
 
+def decided_by(reviewer: str) -> sa.ColumnElement[bool]:
+    """Items `reviewer` has already decided: a second opinion must come from someone else."""
+    return sa.exists().where(decisions.c.item_id == items.c.id, decisions.c.reviewer == reviewer)
+
+
 def iter_decided(engine: Engine, since: datetime | None) -> Iterator[dict[str, Any]]:
     """Decided items (post_id, text, image, image_mime) with their labels, in decision order, a page at a time.
 
-    Each page is its own short read, so an export never holds a transaction open while it writes files.
+    One row per item: its latest decision, so a second opinion supersedes the first (one is asked for when
+    the first is in doubt) and an export never holds one post twice. Each page is its own short read, so an
+    export never holds a transaction open while it writes files.
     """
+    latest = sa.select(sa.func.max(decisions.c.id)).group_by(decisions.c.item_id)
     columns = (decisions.c.id, items.c.post_id, items.c.text, items.c.image, items.c.image_mime, decisions.c.labels)
-    query = sa.select(*columns).join(items, items.c.id == decisions.c.item_id).order_by(decisions.c.id)
+    query = (sa.select(*columns).join(items, items.c.id == decisions.c.item_id).where(decisions.c.id.in_(latest))
+             .order_by(decisions.c.id))
     if since is not None:
         query = query.where(decisions.c.decided_at >= since)
     last_id = 0
@@ -60,6 +69,27 @@ def iter_decided(engine: Engine, since: datetime | None) -> Iterator[dict[str, A
             page = conn.execute(query.where(decisions.c.id > last_id).limit(EXPORT_PAGE)).all()
         for row in page:
             yield dict(row._mapping)
+        if len(page) < EXPORT_PAGE:
+            return
+        last_id = page[-1].id
+
+
+def iter_reviews(engine: Engine) -> Iterator[tuple[sa.Row, list[sa.Row]]]:
+    """(item row without its content, its decision rows oldest first; [] while undecided) for every item, by
+    item id, a page of items at a time (each page one short read)."""
+    columns = [c for c in items.c if c.name not in ("text", "image", "image_mime")]
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            page = conn.execute(sa.select(*columns).where(items.c.id > last_id).order_by(items.c.id)
+                                .limit(EXPORT_PAGE)).all()
+            ids = [row.id for row in page]
+            rows = conn.execute(sa.select(decisions).where(decisions.c.item_id.in_(ids)).order_by(decisions.c.id)).all()
+        by_item: dict[int, list[sa.Row]] = {}
+        for row in rows:
+            by_item.setdefault(row.item_id, []).append(row)
+        for item in page:
+            yield item, by_item.get(item.id, [])
         if len(page) < EXPORT_PAGE:
             return
         last_id = page[-1].id

@@ -128,9 +128,24 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Review:
+    """An item as live-quality estimates read it: what the model said, and every reviewer's decision (if any)."""
+
+    item_id: int
+    post_id: str
+    scores: dict[str, dict[str, float | None]]  # {category: {"fused", "text", "image"}} at enqueue time
+    action: str  # the model's action: allow | review | block
+    model_version: str
+    reason: str  # why it was queued: "review_band", "random_sample", ...
+    created_at: datetime
+    decisions: tuple[Decision, ...]  # oldest first; () while undecided, 2+ after a second opinion
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     id: int
-    # enqueued | enqueue_duplicate | claimed | lease_expired | released | lease_extended | decided | exported
+    # enqueued | enqueue_duplicate | claimed | lease_expired | released | lease_extended | decided
+    # | second_review_requested | exported
     event: str
     item_id: int | None
     actor: str

@@ -71,14 +71,16 @@ decisions = sa.Table(
     "decisions",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    # unique: one decision per item, so a decision is never overwritten or doubled.
-    sa.Column("item_id", Id, sa.ForeignKey("items.id"), nullable=False, unique=True),
+    sa.Column("item_id", Id, sa.ForeignKey("items.id"), nullable=False),
     sa.Column("reviewer", sa.String(255), nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("labels", sa.JSON, nullable=False),  # {category: 0|1}, only what the reviewer decided
     sa.Column("note", sa.Text, nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=False),
     sa.CheckConstraint("action IN ('allow', 'block')", name="ck_decisions_action"),
+    # One decision per (item, reviewer): a decision is never overwritten or doubled, and a second opinion
+    # (ReviewQueue.request_second_review) always comes from someone else. Its index also serves item lookups.
+    sa.UniqueConstraint("item_id", "reviewer", name="uq_decisions_item_reviewer"),
     sa.Index("ix_decisions_decided_at", "decided_at"),
 )
 
@@ -92,4 +94,26 @@ audit_log = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
     sa.Index("ix_audit_log_item_id", "item_id"),
+)
+
+# One row per served decision (serve.prediction_log): the monitoring record, not a review item. Content
+# columns are filled only when content logging is on, and emptied after the retention period.
+prediction_log = sa.Table(
+    "prediction_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("post_id", sa.String(255), nullable=False),  # not unique: a post may be scored again
+    sa.Column("model_version", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("scores", sa.JSON, nullable=False),  # {category: fused score}
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("drivers", sa.JSON, nullable=False),  # [category, ...] that drove the action
+    sa.Column("reason", sa.String(64), nullable=True),
+    sa.Column("review_item_id", Id, nullable=True),  # items.id, not a foreign key: the log may live elsewhere
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("image", sa.LargeBinary, nullable=True),
+    sa.Column("image_mime", sa.String(100), nullable=True),
+    # Drift windows read by time, usually of one model version.
+    sa.Index("ix_prediction_log_created_at", "created_at"),
+    sa.Index("ix_prediction_log_model_created", "model_version", "created_at"),
 )

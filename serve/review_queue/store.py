@@ -1,6 +1,7 @@
 """`ReviewQueue`: the durable human-review queue, one API over SQLite and PostgreSQL.
 
-Owns the queue's behaviour: idempotent enqueue, claims with leases, decisions, the audit trail, export.
+Owns the queue's behaviour: idempotent enqueue, claims with leases, decisions (and second opinions), the
+audit trail, export.
 Every state change and its audit event commit in one transaction, so the audit log is complete.
 Thread-safe (each call checks a connection out of the engine's pool) and safe across processes and
 replicas (exclusivity comes from the database, never from in-process locks). Open one queue per process,
@@ -11,7 +12,7 @@ minutes long, so seconds of skew do not matter).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from .engine import create_queue_engine, migrate, write_transaction
 from .export import write_generic_jsonl
 from .priority import compute_priority
-from .queries import QUEUE_ORDER, iter_decided, open_for_claim, queue_stats
+from .queries import QUEUE_ORDER, decided_by, iter_decided, iter_reviews, open_for_claim, queue_stats
 from .records import (
     MODALITIES,
     REVIEW_ACTIONS,
@@ -33,6 +34,7 @@ from .records import (
     Item,
     ItemNotFound,
     NewItem,
+    Review,
     check_labels,
 )
 from .schema import audit_log, decisions, items
@@ -140,7 +142,8 @@ class ReviewQueue:
     # -- claims ----------------------------------------------------------------------------------------
 
     def claim(self, reviewer: str, lease_seconds: float, n: int = 1) -> list[Item]:
-        """Claim up to `n` open items for `reviewer`, highest priority first, then oldest.
+        """Claim up to `n` open items for `reviewer`, highest priority first, then oldest, skipping items
+        `reviewer` has already decided (re-opened for a second opinion, see `request_second_review`).
 
         No two reviewers ever hold the same item: PostgreSQL locks the chosen rows with FOR UPDATE SKIP
         LOCKED (concurrent claimers take the next rows instead of waiting); SQLite runs the whole claim in
@@ -155,7 +158,7 @@ class ReviewQueue:
         expires = now + timedelta(seconds=lease_seconds)
         query = (
             sa.select(items.c.id, items.c.status, items.c.claim_owner, items.c.lease_expires_at)
-            .where(open_for_claim(now))
+            .where(open_for_claim(now), ~decided_by(reviewer))
             .order_by(*QUEUE_ORDER)
             .limit(n)
             .with_for_update(skip_locked=True)  # SQLite compiles no FOR UPDATE; BEGIN IMMEDIATE covers it
@@ -226,6 +229,29 @@ class ReviewQueue:
         log.info("item %d decided %s by %r (labels %s)", item_id, action, reviewer, clean)
         return Decision(id=decision_id, **decision)
 
+    def request_second_review(self, item_id: int, requested_by: str, note: str = "") -> Item:
+        """Re-open a decided item so that a different reviewer decides it too; return the re-opened item.
+
+        The first decision stays as it is; the item goes back to the queue at its priority, and `claim` never
+        serves it to anyone who already decided it. Both decisions then count for inter-reviewer agreement;
+        in exports the latest decision supersedes the earlier one. Raises ClaimError unless the item is decided.
+        """
+        _check_reviewer(requested_by)
+        if not isinstance(note, str):
+            raise ValueError(f"note must be a string, got {type(note).__name__}")
+        now = self._now()
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(sa.select(items).where(items.c.id == item_id).with_for_update()).first()
+            if row is None:
+                raise ItemNotFound(f"no review item with id {item_id!r}")
+            if row.status != "decided":
+                raise ClaimError(f"item {item_id} is {row.status}, not decided; a second review follows a decision")
+            conn.execute(items.update().where(items.c.id == item_id).values(status="pending"))
+            _audit(conn, "second_review_requested", item_id, requested_by, now, note=note)
+            reopened = _item(conn.execute(sa.select(items).where(items.c.id == item_id)).one())
+        log.info("item %d re-opened for a second review by %r", item_id, requested_by)
+        return reopened
+
     # -- reading ---------------------------------------------------------------------------------------
 
     def get(self, item_id: int) -> Item:
@@ -236,10 +262,27 @@ class ReviewQueue:
         return _item(row)
 
     def decision(self, item_id: int) -> Decision | None:
-        """The decision on an item, or None while it is undecided."""
+        """The (first) decision on an item, or None while it is undecided; see `decisions_for` for all of them."""
+        decided = self.decisions_for(item_id)
+        return decided[0] if decided else None
+
+    def decisions_for(self, item_id: int) -> list[Decision]:
+        """Every decision on an item, oldest first: one, or more after `request_second_review`."""
+        query = sa.select(decisions).where(decisions.c.item_id == item_id).order_by(decisions.c.id)
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(decisions).where(decisions.c.item_id == item_id)).first()
-        return None if row is None else Decision(**row._mapping)
+            return [Decision(**row._mapping) for row in conn.execute(query)]
+
+    def reviews(self) -> Iterator[Review]:
+        """Every item as a `Review` (no post content) with its decisions (none while undecided), by item id,
+        streamed a page at a time.
+
+        What live-quality estimates read (eval.live_quality): the model's scores, action and reason beside the
+        reviewers' decisions; undecided items count too, so estimates can scale up from the decided share.
+        """
+        for item, rows in iter_reviews(self._engine):
+            yield Review(item_id=item.id, post_id=item.post_id, scores=item.scores, action=item.action,
+                         model_version=item.model_version, reason=item.reason, created_at=item.created_at,
+                         decisions=tuple(Decision(**row._mapping) for row in rows))
 
     def list_pending(self, limit: int = 50, offset: int = 0) -> list[Item]:
         """Open items (pending, or claimed with an expired lease) in the order `claim` would serve them."""
