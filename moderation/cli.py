@@ -210,6 +210,52 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from eval.drift import DriftThresholds
+    from eval.monitor import REPORT_JSON, RecentWindow, monitor
+    from moderation import runfiles
+    from serve.prediction_log import open_prediction_log
+
+    if args.registry:
+        from moderation.registry import Registry
+
+        run_dir = Registry(args.registry).current_dir()
+        if run_dir is None:
+            raise ValueError(f"registry {args.registry}: no current model; give --run or promote one")
+    else:
+        run_dir = runfiles.resolve_run_dir(args.run)
+    if args.window_hours <= 0:
+        raise ValueError(f"--window-hours {args.window_hours}: expected a number of hours > 0")
+    version = runfiles.read_json(run_dir / runfiles.MODEL)["version"]
+    until = datetime.now(timezone.utc)
+    since = until - timedelta(hours=args.window_hours)
+    # purge=False: this reader does not know the service's retention period, so it must not purge.
+    with open_prediction_log(args.log, purge=False) as log:
+        logged = log.window(model_version=version, since=since, until=until, limit=args.max_rows)
+        others = {v: n for v, n in log.versions(since, until).items() if v != version}
+        source = log.engine.url.render_as_string(hide_password=True)
+    recent = RecentWindow(logged.categories, logged.scores, logged.actions, logged.reasons, since, until,
+                          version, source, others)
+    thresholds = DriftThresholds(psi_drift=args.psi_threshold,
+                                 psi_watch=min(DriftThresholds.psi_watch, args.psi_threshold))
+    report = monitor(run_dir, recent, Path(args.out or f"monitor-{version}"), thresholds)
+    summary = json.loads((report.parent / REPORT_JSON).read_text())
+    print(f"model {version}: {len(logged)} decisions in the last {args.window_hours:g} h"
+          + (f" (other versions: {others})" if others else ""))
+    if summary["reference"] is None:
+        print(f"drift not computed: {summary['reference_missing']}")
+    for c in summary["classes"]:
+        if c["flagged"]:
+            print(f"FLAGGED {c['category']}: {c['status']} (PSI {c['psi']:.3f}, KS D {c['ks_statistic']:.3f})")
+    if summary["reference"] is not None and not summary["flagged"]:
+        print("no class past the drift thresholds")
+    print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -262,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", required=True)
     p.add_argument("--note", default="manual promotion")
     p.set_defaults(handler=cmd_promote)
+
+    p = sub.add_parser("monitor", help="score drift per class and action mix of served decisions vs the run's reference")
+    p.add_argument("--run", help="run directory being served (default: the shipped default model)")
+    p.add_argument("--registry", help="monitor the registry's current model instead of --run")
+    p.add_argument("--log", required=True, help="prediction log URL (the service's queue_url unless it set prediction_log_url)")
+    p.add_argument("--window-hours", type=float, default=24.0, help="recent window to compare (hours back from now)")
+    p.add_argument("--out", help="report folder (default: ./monitor-<model version>)")
+    p.add_argument("--psi-threshold", type=float, default=0.2, help="PSI at or above which a class is flagged as drift")
+    p.add_argument("--max-rows", type=int, default=500_000, help="use at most the newest N decisions of the window")
+    p.set_defaults(handler=cmd_monitor)
 
     p = sub.add_parser("serve", help="run the moderation service locally (Ray Serve, batched; review queue and page)")
     p.add_argument("--config", help="serve settings YAML (see serve/serve_settings.yaml); env MODERATION_* also works")

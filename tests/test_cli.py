@@ -113,3 +113,28 @@ def test_check_config_and_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
+    import numpy as np
+
+    from moderation import runfiles as rf
+    from serve.prediction_log import LoggedPrediction, open_prediction_log
+
+    run, _ = trained_run
+    version = rf.read_json(run / rf.MODEL)["version"]
+    reference = np.load(run / "reference_scores.npz")
+    assert reference  # written at training time
+    rng = np.random.default_rng(0)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_prediction_log(url) as log:
+        entries = []
+        for i in range(300):  # violence shifted far up, the other classes as in the reference
+            scores = {c: float(rng.uniform(0, 0.05)) for c in CATEGORIES}
+            scores["violence"] = float(rng.uniform(0.9, 1.0))
+            entries.append(LoggedPrediction(post_id=f"p{i}", model_version=version, scores=scores, action="allow"))
+        log.record(entries)
+    out = tmp_path / "monitor"
+    assert main(["monitor", "--run", str(run), "--log", url, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "FLAGGED violence" in printed and (out / "monitor.md").is_file()
