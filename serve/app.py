@@ -95,9 +95,9 @@ class Scorer:
 class ModerationService:
     """What the ingress does per request, independent of HTTP routing (one instance per ingress replica)."""
 
-    def __init__(self, scorer, settings: ServeSettings):
+    def __init__(self, scorer, settings: ServeSettings, severities: dict[str, float] | None = None):
         self.scorer = scorer
-        self.settings = settings
+        self.settings, self.severities = settings, severities
         self.metrics = ServiceMetrics()
         self.rng = random.Random()
         self._info: dict | None = None
@@ -109,7 +109,7 @@ class ModerationService:
         return self._info
 
     def queue(self):
-        return shared_queue(self.settings.queue_url)
+        return shared_queue(self.settings.queue_url, self.severities)
 
     async def moderate(self, request: Request) -> ModerateResponse:
         started = time.perf_counter()
@@ -176,7 +176,7 @@ class ModerationService:
         return item_id
 
 
-def build_fastapi(settings: ServeSettings, categories: list[str]) -> FastAPI:
+def build_fastapi(settings: ServeSettings, categories: list[str], severities: dict[str, float] | None = None) -> FastAPI:
     """The HTTP app with the routes that need no per-replica state: health, dev-mode banner, review router."""
     from .review_api import build_review_router
 
@@ -199,7 +199,8 @@ def build_fastapi(settings: ServeSettings, categories: list[str]) -> FastAPI:
     async def root():
         return RedirectResponse("/review")
 
-    app.include_router(build_review_router(lambda: shared_queue(settings.queue_url), auth, settings, categories))
+    app.include_router(build_review_router(lambda: shared_queue(settings.queue_url, severities), auth, settings,
+                                           categories))
     return app
 
 
@@ -231,9 +232,11 @@ def build_app(args: dict | None = None):
         current = Registry(settings.registry_dir).current_dir()
         if current is None:
             raise ValueError(f"registry_dir {settings.registry_dir}: no current model; promote one first")
-        categories = load_run_config(resolve_run_dir(current)).category_names
+        run_config = load_run_config(resolve_run_dir(current))
     else:
-        categories = load_run_config(resolve_run_dir(settings.run_dir)).category_names
+        run_config = load_run_config(resolve_run_dir(settings.run_dir))
+    categories = run_config.category_names
+    severities = {c.name: c.severity for c in run_config.categories}
     gpu = settings.use_gpu == "yes" or (settings.use_gpu == "auto" and torch.cuda.is_available())
     scorer = Scorer.options(
         num_replicas=settings.num_replicas,
@@ -243,7 +246,7 @@ def build_app(args: dict | None = None):
         ray_actor_options={"num_cpus": settings.num_cpus_per_replica, "num_gpus": 1 if gpu else 0},
         user_config={"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s},
     ).bind(settings.run_dir, "cuda" if gpu else "cpu", settings.registry_dir, settings.reload_check_s)
-    app = build_fastapi(settings, categories)
+    app = build_fastapi(settings, categories, severities)
     submitter = Depends(Authenticator(settings).require("submitter"))
 
     @serve.deployment(name="ModerationAPI", max_ongoing_requests=settings.max_ongoing_requests * 4,
@@ -251,8 +254,8 @@ def build_app(args: dict | None = None):
                       ray_actor_options={"num_cpus": 0.1})
     @serve.ingress(app)
     class ModerationAPI:
-        def __init__(self, scorer, settings_dict: dict):
-            self.service = ModerationService(scorer, ServeSettings.model_validate(settings_dict))
+        def __init__(self, scorer, settings_dict: dict, severities: dict[str, float]):
+            self.service = ModerationService(scorer, ServeSettings.model_validate(settings_dict), severities)
 
         @app.post("/v1/moderate", response_model=ModerateResponse, openapi_extra=_moderate_openapi())
         async def moderate(self, request: Request, caller: str = submitter) -> ModerateResponse:
@@ -275,4 +278,4 @@ def build_app(args: dict | None = None):
         async def metrics(self):
             return PlainTextResponse(self.service.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return ModerationAPI.bind(scorer, settings.model_dump())
+    return ModerationAPI.bind(scorer, settings.model_dump(), severities)

@@ -22,13 +22,17 @@ _QUEUES: dict[str, object] = {}
 _QUEUES_LOCK = threading.Lock()
 
 
-def shared_queue(url: str):
-    """One open review queue per URL per process (replicas open theirs lazily, after Ray forks them)."""
+def shared_queue(url: str, severities: dict[str, float] | None = None):
+    """One open review queue per URL per process (replicas open theirs lazily, after Ray forks them).
+
+    `severities` ({category: weight} from the model's config) order the queue by how severe a flagged
+    category is; labels are checked against the categories each item was scored on.
+    """
     with _QUEUES_LOCK:
         if url not in _QUEUES:
             from .review_queue import open_queue
 
-            _QUEUES[url] = open_queue(url)
+            _QUEUES[url] = open_queue(url, severities=severities)
         return _QUEUES[url]
 
 
