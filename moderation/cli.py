@@ -256,6 +256,67 @@ def cmd_monitor(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    _quiet_libraries()
+    from eval.audit import audit
+    from moderation import runfiles
+
+    run_dir = runfiles.resolve_run_dir(args.run)
+    out = Path(args.out) if args.out else run_dir / f"audit-{args.split or Path(args.data).stem}"
+    report = audit(run_dir, args.split or args.data, out, n_bootstrap=args.bootstrap, seed=args.seed,
+                   progress=not args.quiet)
+    print(f"audit report: {report}")
+    return 0
+
+
+def _blocked_counts(pairs: list[str]) -> dict[str, int] | None:
+    """--blocked hate=120 --blocked violence=4 -> {"hate": 120, "violence": 4}."""
+    counts = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not name or not value.isdigit():
+            raise ValueError(f"--blocked {pair!r}: expected CATEGORY=COUNT, e.g. hate=120")
+        counts[name] = int(value)
+    return counts or None
+
+
+def cmd_live_quality(args) -> int:
+    import json
+
+    from eval.live_quality import live_quality, render_live_quality
+    from moderation import runfiles
+    from serve.review_queue import open_queue
+
+    if args.registry:
+        from moderation.registry import Registry
+
+        registry = Registry(args.registry)
+
+        def thresholds(version: str):  # each item is judged by the thresholds of the version that scored it
+            run = registry.run_dir(version)
+            return runfiles.read_thresholds(run) if (run / runfiles.THRESHOLDS).is_file() else None
+
+        version = None
+    else:
+        run_dir = runfiles.resolve_run_dir(args.run)
+        thresholds = runfiles.read_thresholds(run_dir)
+        # One run's thresholds only fit the items that run scored; other versions' items are skipped.
+        version = runfiles.read_json(run_dir / runfiles.MODEL).get("version")
+    with open_queue(args.queue) as queue:
+        result = live_quality(queue, thresholds, sample_rate=args.sample_rate,
+                              blocked=_blocked_counts(args.blocked), model_version=version)
+    text = render_live_quality(result)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        print(f"live quality: {out} (numbers in {out.with_suffix('.json')})")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -308,6 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", required=True)
     p.add_argument("--note", default="manual promotion")
     p.set_defaults(handler=cmd_promote)
+
+    p = sub.add_parser("audit", help="per-class audit of a run's thresholds: intervals, PR curves, calibration, "
+                                     "slices by source and targeted group, identity false positives")
+    p.add_argument("--run", help="run directory (default: the shipped default model)")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="generic JSONL with labels (optional per-row `source` and `target`)")
+    data.add_argument("--split", choices=["validation", "test"], help="the run's own split, rebuilt from its config")
+    p.add_argument("--out", help="report folder (default: <run>/audit-<split or data name>)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("live-quality", help="precision, estimated recall and reviewer agreement from review outcomes")
+    p.add_argument("--queue", required=True, help="review queue URL: sqlite:///path.db or postgresql://...")
+    p.add_argument("--run", help="run directory that scored the items (default: the shipped default model); "
+                                 "items of other model versions are skipped")
+    p.add_argument("--registry", help="judge each item by the thresholds of the registry version that scored it")
+    p.add_argument("--sample-rate", type=float, default=0.01,
+                   help="the service's random_review_rate (share of allowed posts sent to review)")
+    p.add_argument("--blocked", action="append", default=[], metavar="CATEGORY=COUNT",
+                   help="posts blocked outright for a category in the same window (counted as caught); repeatable")
+    p.add_argument("--out", help="markdown file (a .json with the numbers beside it); default: print")
+    p.set_defaults(handler=cmd_live_quality)
 
     p = sub.add_parser("monitor", help="score drift per class and action mix of served decisions vs the run's reference")
     p.add_argument("--run", help="run directory being served (default: the shipped default model)")

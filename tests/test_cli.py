@@ -138,3 +138,19 @@ def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
     assert main(["monitor", "--run", str(run), "--log", url, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "FLAGGED violence" in printed and (out / "monitor.md").is_file()
+
+
+def test_audit_and_live_quality_commands(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    held_out = write_dataset(tmp_path / "held_out.jsonl", n=150, seed=98)
+    assert main(["audit", "--run", str(run), "--data", str(held_out), "--out", str(tmp_path / "audit"),
+                 "--bootstrap", "50", "-q"]) == 0
+    assert (tmp_path / "audit" / "audit.md").is_file() and list((tmp_path / "audit").glob("*.png"))
+    queue_url = f"sqlite:///{tmp_path / 'q.db'}"
+    from serve.review_queue import open_queue
+
+    open_queue(queue_url).close()  # an empty queue: the report says there is nothing decided yet
+    assert main(["live-quality", "--queue", queue_url, "--run", str(run), "--out", str(tmp_path / "live.md")]) == 0
+    assert (tmp_path / "live.md").is_file() and (tmp_path / "live.json").is_file()
+    assert main(["live-quality", "--queue", queue_url, "--run", str(run), "--blocked", "hate"]) == 2
+    assert "expected CATEGORY=COUNT" in capsys.readouterr().err

@@ -403,3 +403,52 @@ def test_open_queue_rejects_unsupported_urls(tmp_path):
         open_queue("mysql://user@localhost/db")
     with pytest.raises(ValueError, match="in-memory"):
         open_queue("sqlite://")
+
+
+def test_second_review_reopens_a_decided_item_for_someone_else(queue, tmp_path):
+    item_id, _ = queue.enqueue(post("p1"), THRESHOLDS)
+    with pytest.raises(ClaimError, match="pending, not decided"):
+        queue.request_second_review(item_id, "lead")
+    queue.claim("alice", 60)
+    first = queue.decide(item_id, "alice", "block", {"hate": 1})
+    assert queue.request_second_review(item_id, "lead", note="spot check").status == "pending"
+    assert queue.claim("alice", 60) == []  # never back to the reviewer who already decided it
+    [item] = queue.claim("bob", 60)
+    second = queue.decide(item.id, "bob", "allow", {"hate": 0})
+    assert queue.decisions_for(item_id) == [first, second] and queue.decision(item_id) == first
+    assert [e.event for e in queue.audit(item_id)][-3:] == ["second_review_requested", "claimed", "decided"]
+    [review] = list(queue.reviews())
+    assert review.decisions == (first, second) and review.reason == "review_band"
+    # Exports hold each post once, with the latest decision's labels.
+    assert queue.export_decisions(tmp_path / "out.jsonl") == 1
+    assert json.loads((tmp_path / "out.jsonl").read_text())["labels"] == {"hate": 0}
+    with pytest.raises(sa.exc.IntegrityError):  # the database itself refuses a second vote by one reviewer
+        with queue.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO decisions (item_id, reviewer, action, labels, note, decided_at) "
+                                 "VALUES (:i, 'alice', 'allow', '{}', '', :t)"), {"i": item_id, "t": first.decided_at})
+
+
+def test_migration_0003_keeps_decisions_made_before_it(url):
+    from alembic import command
+
+    from serve.review_queue.engine import alembic_config, create_queue_engine, write_transaction
+
+    engine = create_queue_engine(url)
+    config = alembic_config()
+    with write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.text("INSERT INTO items (post_id, scores, action, model_version, priority, status, reason, "
+                             "created_at) VALUES ('old', '{}', 'review', 'm0', 0.5, 'decided', 'review_band', :t)"),
+                     {"t": now.replace(tzinfo=None)})
+        conn.execute(sa.text("INSERT INTO decisions (item_id, reviewer, action, labels, note, decided_at) "
+                             "VALUES (1, 'alice', 'block', '{\"hate\": 1}', '', :t)"), {"t": now.replace(tzinfo=None)})
+    engine.dispose()
+    with open_queue(url, categories=CATEGORIES) as queue:
+        assert queue.decision(1).labels == {"hate": 1} and queue.decision(1).reviewer == "alice"
+        queue.request_second_review(1, "lead")
+        [item] = queue.claim("bob", 60)
+        queue.decide(item.id, "bob", "block", {"hate": 1})
+        assert [d.reviewer for d in queue.decisions_for(1)] == ["alice", "bob"]
