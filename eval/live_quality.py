@@ -106,7 +106,22 @@ def _share_draws(labels: list, rng: np.random.Generator, n_draws: int) -> tuple[
     return k / n, rng.beta(k + 0.5, n - k + 0.5, size=n_draws)
 
 
-def _recall(flagged: list, sampled: list, sample_rate: float, blocked: int, rng, n_draws: int) -> dict:
+def _blocked_caught(blocked: int, block_sample: list, block_sample_rate: float | None, rng,
+                    n_draws: int) -> tuple[float, np.ndarray]:
+    """Positives caught by outright blocks (point estimate, posterior draws): the count given from outside the
+    queue, plus — when the service sent blocked posts to review at `block_sample_rate` — that sample's share
+    positive scaled to every blocked post it stands for."""
+    point, draws = float(blocked), np.full(n_draws, float(blocked))
+    if block_sample_rate is not None and block_sample:
+        share = _share_draws(block_sample, rng, n_draws)
+        if share is not None:
+            scale = len(block_sample) / block_sample_rate
+            point, draws = point + scale * share[0], draws + scale * share[1]
+    return point, draws
+
+
+def _recall(flagged: list, sampled: list, sample_rate: float, blocked: tuple[float, np.ndarray], rng,
+            n_draws: int) -> dict:
     """The recall estimate of the module docstring; `estimate` is None when a stratum has no judged item."""
     # Nothing flagged is a known zero; nothing sampled says nothing about misses, so it leaves recall unknown.
     caught_share = _share_draws(flagged, rng, n_draws) if flagged else (0.0, np.zeros(n_draws))
@@ -114,15 +129,15 @@ def _recall(flagged: list, sampled: list, sample_rate: float, blocked: int, rng,
     out = {"flagged_items": len(flagged), "flagged_judged": sum(x is not None for x in flagged),
            "flagged_positive": int(sum(x for x in flagged if x)), "random_items": len(sampled),
            "random_judged": sum(x is not None for x in sampled), "random_positive": int(sum(x for x in sampled if x)),
-           "blocked_outside_queue": blocked, "estimated_caught": None, "estimated_missed": None, "estimate": None}
+           "blocked_caught": blocked[0], "estimated_caught": None, "estimated_missed": None, "estimate": None}
     if caught_share is None or sampled_share is None:
         return out
-    caught = len(flagged) * caught_share[0] + blocked
+    caught = len(flagged) * caught_share[0] + blocked[0]
     missed = len(sampled) * sampled_share[0] / sample_rate
     out["estimated_caught"], out["estimated_missed"] = caught, missed
     if caught + missed == 0:
         return out
-    draws_caught = len(flagged) * caught_share[1] + blocked
+    draws_caught = len(flagged) * caught_share[1] + blocked[1]
     draws = draws_caught / (draws_caught + len(sampled) * sampled_share[1] / sample_rate)
     out["estimate"] = {**percentile_interval(caught / (caught + missed), draws, CONFIDENCE), "method": "jeffreys"}
     return out
@@ -182,7 +197,8 @@ def _collect(queue, lookup, model_version: str | None) -> tuple[list, dict]:
 
 def live_quality(queue, thresholds: Thresholds | Callable[[str], Thresholds | None] | None = None, *,
                  sample_rate: float = DEFAULT_SAMPLE_RATE, blocked: Mapping[str, int] | None = None,
-                 model_version: str | None = None, n_draws: int = 2000, seed: int = 0) -> dict:
+                 model_version: str | None = None, n_draws: int = 2000, seed: int = 0,
+                 block_sample_rate: float | None = None) -> dict:
     """Live precision, estimated recall and reviewer agreement per class (see the module docstring).
 
     `queue`: a `ReviewQueue` (anything with `reviews()`), or an iterable of `Review`-like records.
@@ -190,9 +206,13 @@ def live_quality(queue, thresholds: Thresholds | Callable[[str], Thresholds | No
     model_version -> those thresholds (None: skip that version's items), or None for the shipped default model.
     `sample_rate`: the service's random_review_rate over the window. `blocked`: {category: posts blocked
     outright for it in the same window}, counted as caught. `model_version`: only items scored by it.
+    `block_sample_rate`: the service's block_review_rate, when it sent a sample of blocked posts to review
+    (reason "block_sample"); those items then estimate block precision and the caught blocked positives.
     """
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be in (0, 1] (the service's random_review_rate), got {sample_rate!r}")
+    if block_sample_rate is not None and not 0.0 < block_sample_rate <= 1.0:
+        raise ValueError(f"block_sample_rate must be in (0, 1] (the service's block_review_rate), got {block_sample_rate!r}")
     lookup = _thresholds_lookup(thresholds)
     reviews, skipped = _collect(queue, lookup, model_version)
     categories = list(dict.fromkeys(c for r in reviews for c in r.scores))  # the order items were scored in
@@ -204,9 +224,12 @@ def live_quality(queue, thresholds: Thresholds | Callable[[str], Thresholds | No
     for c in categories:
         s = strata[c]
         precision = {**{k: _precision(s[k]) for k in KINDS}, "flagged": _precision(s["review"] + s["block"])}
+        # With a block sample the blocked posts are their own stratum, scaled by its rate; without one, any
+        # block-level items in the queue are counted as flagged like review-band items.
+        flagged = s["review"] if block_sample_rate is not None else s["review"] + s["block"]
+        caught_by_blocks = _blocked_caught(int((blocked or {}).get(c, 0)), s["block"], block_sample_rate, rng, n_draws)
         classes[c] = {"precision": precision,
-                      "recall": _recall(s["review"] + s["block"], s[RANDOM_SAMPLE], sample_rate,
-                                        int((blocked or {}).get(c, 0)), rng, n_draws),
+                      "recall": _recall(flagged, s[RANDOM_SAMPLE], sample_rate, caught_by_blocks, rng, n_draws),
                       "agreement": agreement["classes"][c]}
     by_reason: dict[str, int] = {}
     for r in reviews:

@@ -304,7 +304,8 @@ def cmd_live_quality(args) -> int:
         version = runfiles.read_json(run_dir / runfiles.MODEL).get("version")
     with open_queue(args.queue) as queue:
         result = live_quality(queue, thresholds, sample_rate=args.sample_rate,
-                              blocked=_blocked_counts(args.blocked), model_version=version)
+                              blocked=_blocked_counts(args.blocked), model_version=version,
+                              block_sample_rate=args.block_sample_rate)
     text = render_live_quality(result)
     if args.out:
         out = Path(args.out)
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", help="judge each item by the thresholds of the registry version that scored it")
     p.add_argument("--sample-rate", type=float, default=0.01,
                    help="the service's random_review_rate (share of allowed posts sent to review)")
+    p.add_argument("--block-sample-rate", type=float,
+                   help="the service's block_review_rate (share of blocked posts also sent to review); "
+                        "those items then measure block precision and stand for every blocked post in recall")
     p.add_argument("--blocked", action="append", default=[], metavar="CATEGORY=COUNT",
                    help="posts blocked outright for a category in the same window (counted as caught); repeatable")
     p.add_argument("--out", help="markdown file (a .json with the numbers beside it); default: print")

@@ -23,7 +23,7 @@ from ray.serve.exceptions import BackPressureError
 
 from .auth import Authenticator
 from .ingress import ServiceMetrics, decode_image, parse_moderate_request, read_limited_body, shared_queue
-from .policy import decide
+from .policy import Action, decide
 from .prediction_log import LoggedPrediction, shared_prediction_log
 from .schemas import CategoryResult, ModelInfo, ModerateResponse, PostResult
 from .settings import ServeSettings
@@ -139,10 +139,14 @@ class ModerationService:
             c: CategoryResult(score=s, text_score=(scored["text_scores"] or {}).get(c),
                               image_score=(scored["image_scores"] or {}).get(c), action=decision.categories[c].value)
             for c, s in scored["scores"].items()}
-        item_id = None
+        item_id, reason = None, None
         if decision.review_requested:
+            reason = "random_sample" if decision.reason == "random_sample" else "review_band"
+        elif decision.action == Action.BLOCK and self.rng.random() < self.settings.block_review_rate:
+            reason = "block_sample"  # the post stays blocked; reviewers measure block precision on the sample
+        if reason is not None:
             # Answer only after the queue has committed the item: an accepted post is never lost.
-            item_id = await asyncio.to_thread(self._enqueue, post, scored, decision, info)
+            item_id = await asyncio.to_thread(self._enqueue, post, scored, decision, info, reason)
         return PostResult(id=post.id, action=decision.action.value, reason=decision.reason, drivers=decision.drivers,
                           categories=categories, review_item_id=item_id)
 
@@ -163,14 +167,14 @@ class ModerationService:
         except Exception:
             log.exception("could not write %d decisions to the prediction log", len(entries))
 
-    def _enqueue(self, post, scored: dict, decision, info: dict) -> int:
+    def _enqueue(self, post, scored: dict, decision, info: dict, reason: str) -> int:
         from .review_queue import NewItem
 
         scores = {c: {"fused": s, "text": (scored["text_scores"] or {}).get(c),
                       "image": (scored["image_scores"] or {}).get(c)} for c, s in scored["scores"].items()}
         item = NewItem(post_id=post.id, scores=scores, action=decision.action.value,
                        model_version=scored["model_version"],
-                       reason="random_sample" if decision.reason == "random_sample" else "review_band",
+                       reason=reason,
                        text=post.text, image=post.image_bytes, image_mime=post.image_mime)
         item_id, _ = self.queue().enqueue(item, info["thresholds"])
         return item_id

@@ -42,6 +42,8 @@ class ServeSettings(BaseModel):
     num_cpus_per_replica: float = Field(1.0, gt=0)
     use_gpu: Literal["auto", "yes", "no"] = "auto"
     random_review_rate: float = Field(0.01, ge=0, le=1, description="fraction of allowed posts sent to review")
+    block_review_rate: float = Field(0.02, ge=0, le=1, description="fraction of blocked posts also sent to review "
+                                     "(reason block_sample), so reviewers can measure block precision")
     review_lease_s: int = Field(300, ge=10)
     max_posts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)

@@ -71,6 +71,14 @@ def test_precision_and_recall_estimate_match_hand_calculation(queue):
     # Posts blocked outright (never queued) count as caught when given.
     with_blocked = live_quality(queue, THRESHOLDS, sample_rate=0.1, blocked={"hate": 30})["classes"]["hate"]["recall"]
     assert with_blocked["estimate"]["value"] == pytest.approx((caught + 30) / (caught + 30 + missed))
+    # With the service's block sample rate, blocked posts are their own stratum: 4 sampled at 0.5 stand for
+    # 8 blocked posts, all 3 judged confirmed -> 8 caught; the review band adds 12 x 6/10.
+    sampled = live_quality(queue, THRESHOLDS, sample_rate=0.1, block_sample_rate=0.5)["classes"]["hate"]["recall"]
+    caught_sampled = 12 * 6 / 10 + 8 * 1.0
+    assert sampled["estimated_caught"] == pytest.approx(caught_sampled)
+    assert sampled["estimate"]["value"] == pytest.approx(caught_sampled / (caught_sampled + missed))
+    with pytest.raises(ValueError, match="block_sample_rate"):
+        live_quality(queue, THRESHOLDS, sample_rate=0.1, block_sample_rate=0.0)
     assert result["items"] == {"total": 36, "decided": 33, "by_reason": {"review_band": 12, "block_sample": 4,
                                                                          "random_sample": 20},
                                "decided_twice": 0, "skipped_by_version": {}}
