@@ -256,6 +256,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     from moderation.data.build import build_splits
 
     device = pick_device(config.train.device)
+    torch.manual_seed(config.train.seed)  # the head's initial weights too: a rerun gives the same model
     clock = time.perf_counter()
     splits = build_splits(config)
     log.info("rows: %s", {k: len(v) for k, v in splits.items()})
@@ -271,6 +272,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     zero_shot, zs_methods = zero_shot_setup(config, text_encoder, features)
     names = config.category_names
     trainable = np.array([c not in zs_methods for c in names])
+    torch.manual_seed(config.train.seed)
     model = ModerationModel(names, config.head.fusion, text_encoder.dim if text_encoder else 0,
                             image_encoder.dim if image_encoder else 0, config.head.hidden_dim,
                             config.head.dropout, zero_shot)

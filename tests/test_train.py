@@ -81,3 +81,10 @@ def test_open_nsfw_scores_sexual_images_when_image_positives_are_few(tiny_bert, 
     with_image = test.has_image
     assert np.allclose(scores["image"][with_image, sexual], test.extras["nsfw"][with_image], atol=1e-4)
     assert (scores["fused"][with_image, sexual] >= scores["image"][with_image, sexual] - 1e-6).all()
+
+
+def test_training_is_reproducible(tiny_bert, tmp_path):
+    data = write_dataset(tmp_path / "d.jsonl", n=150, seed=6)
+    config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", train={"epochs": 3}))
+    first, second = (train(config, mean_ap, progress=False).model.state_dict() for _ in range(2))
+    assert all(np.array_equal(first[k].numpy(), second[k].numpy()) for k in first)
