@@ -13,7 +13,7 @@ def mean_ap(labels, mask, scores):
 
     aps = [average_precision_score(labels[mask[:, c], c], scores[mask[:, c], c])
            for c in range(labels.shape[1]) if mask[:, c].any() and 0 < labels[mask[:, c], c].sum() < mask[:, c].sum()]
-    return float(np.mean(aps))
+    return float(np.mean(aps)) if aps else 0.0
 
 
 @pytest.fixture(scope="module")
