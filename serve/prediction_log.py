@@ -27,7 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .review_queue.engine import create_queue_engine, migrate, write_transaction
+from .review_queue.engine import EngineOwner, create_queue_engine, migrate, write_transaction
 from .review_queue.schema import prediction_log as table
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,10 @@ def _relax_durability(engine: Engine) -> None:
         cursor.close()
 
 
-class PredictionLog:
+class PredictionLog(EngineOwner):
     """The prediction log over one database; see `open_prediction_log` (which also migrates and purges)."""
+
+    _what = "prediction log"
 
     def __init__(self, engine: Engine, log_content: bool = False, retention_days: int = 30,
                  clock: Clock = utc_now, auto_purge: bool = True) -> None:
@@ -127,25 +129,6 @@ class PredictionLog:
         self._auto_purge = auto_purge  # purge from `record`, at most every PURGE_EVERY
         self._purge_lock = threading.Lock()
         self._last_purge: datetime | None = None
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> PredictionLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _now(self) -> datetime:
-        now = self._clock()
-        if now.tzinfo is None:
-            raise ValueError(f"the prediction log's clock returned a naive datetime {now!r}; it must be aware")
-        return now
 
     # -- writing ---------------------------------------------------------------------------------------
 

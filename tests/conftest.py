@@ -61,3 +61,37 @@ def multimodal_run(tiny_bert, tiny_vit, tmp_path_factory) -> Path:
     (tmp / "config.yaml").write_text(yaml.safe_dump(tree))
     assert main(["train", str(tmp / "config.yaml"), "-q"]) == 0
     return tmp / "run"
+
+
+PG_ADMIN_URL = os.environ.get("REVIEW_QUEUE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """An autocommit admin connection to the PostgreSQL at 127.0.0.1:5432, or the reason it is unreachable."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        yield f"PostgreSQL unreachable at {PG_ADMIN_URL} ({str(exc).strip()}); set REVIEW_QUEUE_TEST_PG"
+        return
+    yield conn
+    conn.close()
+
+
+def database_url(request, tmp_path, prefix: str):
+    """Yield a fresh database URL for the test's backend param ("sqlite" or "postgresql"); drop it afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / (prefix + '.db')}"
+        return
+    admin = request.getfixturevalue("pg_admin")
+    if isinstance(admin, str):
+        pytest.skip(admin)
+    name = f"{prefix}_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends killed children's sessions

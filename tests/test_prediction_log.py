@@ -5,20 +5,17 @@ reason, when the server is unreachable). Texts are synthetic placeholders."""
 from __future__ import annotations
 
 import math
-import os
 import threading
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from serve.prediction_log import LoggedPrediction, open_prediction_log
+from tests.conftest import database_url
 from serve.review_queue import open_queue
 from serve.settings import ServeSettings
 
-PG_ADMIN_URL = os.environ.get("REVIEW_QUEUE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 PNG = b"\x89PNG\r\n\x1a\n placeholder bytes"
 
@@ -37,30 +34,9 @@ def entry(post_id: str, hate: float = 0.3, action: str = "allow", version: str =
                             action=action, **fields)
 
 
-@pytest.fixture(scope="session")
-def pg_admin():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        conn = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        yield f"PostgreSQL unreachable at {PG_ADMIN_URL} ({str(exc).strip()}); set REVIEW_QUEUE_TEST_PG"
-        return
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'log.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    if isinstance(admin, str):
-        pytest.skip(admin)
-    name = f"prediction_log_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from database_url(request, tmp_path, "prediction_log")
 
 
 @pytest.fixture

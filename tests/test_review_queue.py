@@ -11,19 +11,18 @@ import os
 import signal
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import database_url
 from serve.review_queue import ClaimError, ItemNotFound, NewItem, compute_priority, open_queue
 from serve.review_queue.schema import VERSION_TABLE, metadata
 
 CATEGORIES = ["toxicity", "hate", "harassment", "sexual", "violence", "self_harm"]
 THRESHOLDS = {c: {"block": 0.8, "review": 0.4} for c in CATEGORIES}
-PG_ADMIN_URL = os.environ.get("REVIEW_QUEUE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SPAWN = mp.get_context("spawn")  # children open their own queue; a forked engine's pool must never be shared
 
 
@@ -44,30 +43,9 @@ def post(post_id: str, fused: float = 0.6, category: str = "hate", **fields) -> 
     return NewItem(post_id=post_id, scores=scores, action="review", model_version="m1", **fields)
 
 
-@pytest.fixture(scope="session")
-def pg_admin():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        conn = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        yield f"PostgreSQL unreachable at {PG_ADMIN_URL} ({str(exc).strip()}); set REVIEW_QUEUE_TEST_PG"
-        return
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'queue.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    if isinstance(admin, str):
-        pytest.skip(admin)
-    name = f"review_queue_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # also ends killed children's sessions
+    yield from database_url(request, tmp_path, "review_queue")
 
 
 @pytest.fixture

@@ -128,3 +128,31 @@ def migrate(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     log.debug("review queue schema is at head (%s)", engine.url.render_as_string(hide_password=True))
+
+
+class EngineOwner:
+    """Plumbing shared by the stores on one database (queue, prediction log): the engine, closing, use as a
+    context manager, and a clock that must be timezone-aware. Subclasses set `_engine`, `_clock`, `_what`."""
+
+    _engine: Engine
+    _what = "store"
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (health checks, maintenance)."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _now(self):
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError(f"the {self._what}'s clock returned a naive datetime {now!r}; it must be timezone-aware")
+        return now

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from .engine import create_queue_engine, migrate, write_transaction
+from .engine import EngineOwner, create_queue_engine, migrate, write_transaction
 from .export import write_generic_jsonl
 from .priority import compute_priority
 from .queries import QUEUE_ORDER, decided_by, iter_decided, iter_reviews, open_for_claim, queue_stats
@@ -65,8 +65,10 @@ def open_queue(
     return ReviewQueue(engine, categories=categories, severities=severities, clock=clock)
 
 
-class ReviewQueue:
+class ReviewQueue(EngineOwner):
     """The review queue over one database; see `open_queue` (which also applies migrations)."""
+
+    _what = "queue"
 
     def __init__(
         self,
@@ -82,26 +84,6 @@ class ReviewQueue:
         unknown = sorted(set(self._severities) - set(self._categories or self._severities))
         if unknown:
             raise ValueError(f"severities for unknown categories {unknown} (configured: {self._categories})")
-
-    @property
-    def engine(self) -> Engine:
-        """The underlying engine (health checks, maintenance); the tables are in `serve.review_queue.schema`."""
-        return self._engine
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def __enter__(self) -> ReviewQueue:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _now(self) -> datetime:
-        now = self._clock()
-        if now.tzinfo is None:
-            raise ValueError(f"the queue's clock returned a naive datetime {now!r}; it must be timezone-aware")
-        return now
 
     # -- enqueue ---------------------------------------------------------------------------------------
 
