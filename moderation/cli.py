@@ -318,7 +318,24 @@ def cmd_live_quality(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+BENCHES = {  # name -> (module in eval.bench, one-line help)
+    "compute": ("compute_floor", "matmul floor (fp32, bf16) and the encoders' achieved share of it"),
+    "serving": ("serving", "Ray Serve under load vs in-process batched and unbatched calls"),
+    "variants": ("inference_variants", "cheaper text-encoder inference: speed and PR-AUC change"),
+    "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
+}
+
+
+def cmd_bench(args) -> int:
+    import importlib
+
+    _quiet_libraries()
+    body = importlib.import_module(f"eval.bench.{BENCHES[args.bench][0]}").run(args)
+    print(body)
+    return 0
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -408,6 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=500_000, help="use at most the newest N decisions of the window")
     p.set_defaults(handler=cmd_monitor)
 
+    import importlib
+
+    p = sub.add_parser("bench", help="benchmarks; each writes its figures, command and machine into BENCHMARKS.md")
+    benches = p.add_subparsers(dest="bench", required=True)
+    for name, (module, help_text) in BENCHES.items():
+        bp = benches.add_parser(name, help=help_text)
+        if argv and argv[:2] == ["bench", name]:  # its options need its module (and sklearn): load it only then
+            importlib.import_module(f"eval.bench.{module}").build_parser(bp)
+        bp.set_defaults(handler=cmd_bench)
+
     p = sub.add_parser("serve", help="run the moderation service locally (Ray Serve, batched; review queue and page)")
     p.add_argument("--config", help="serve settings YAML (see serve/serve_settings.yaml); env MODERATION_* also works")
     p.add_argument("--run", help="run directory to serve (default: the shipped default model)")
@@ -431,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     # Overrides may follow options (`train cfg.yaml -q train.epochs=3`): argparse stops filling a nargs="*"
     # positional at the first option, so collect the leftover key=value words here.
     args, extra = parser.parse_known_args(argv)

@@ -4,6 +4,11 @@ Long texts are not cut at the model's limit: each text is tokenised into overlap
 (`max_length` tokens, `window_stride` shared), every window is embedded, and the fusion head scores each
 window and keeps the maximum per post, so harm late in a long post still counts. `encode` returns the flat
 window embeddings plus, for each window, the index of the text it came from.
+
+`encode` runs the encoder under bf16 autocast when `text_encoder.precision` is `bf16`, or `auto` (the default)
+on a CPU that multiplies bf16 natively: there it is 1.8x faster than fp32 and moves no class's validation
+PR-AUC by more than 0.002 (`moderation bench variants`). `auto` keeps GPUs in fp32 until bf16 is measured on
+one. `forward`, the fine-tuning path, always runs in the caller's precision.
 """
 
 from __future__ import annotations
@@ -21,6 +26,14 @@ from moderation.config import TextEncoderConfig
 log = logging.getLogger(__name__)
 
 PACKAGED_MINILM = "minilm-package"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_model_path(model: str) -> str:
@@ -63,6 +76,9 @@ class TextEncoder(torch.nn.Module):
         self.dim = int(self.model.config.hidden_size)
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
         self.max_length = min(cfg.max_length, int(limit))
+        self.precision = cfg.precision
+        if self.precision == "bf16" and not cpu_has_native_bf16():
+            log.warning("text_encoder.precision=bf16 on a CPU without native bf16: emulated, slower than fp32")
         self.identity = self._identity(path)
 
     def _identity(self, path: str) -> str:
@@ -70,8 +86,17 @@ class TextEncoder(torch.nn.Module):
         weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin")) if Path(path).is_dir() else []
         stamp = ",".join(f"{w.name}:{w.stat().st_size}" for w in weights)
         c = self.cfg
+        # The embedding cache holds CPU encodings: bf16 ones differ slightly from fp32 ones, so key on which.
         raw = f"{c.model}|{stamp}|{c.pooling}|{self.max_length}|{c.window_stride}|{c.max_windows}"
+        if self.uses_bf16("cpu"):
+            raw += "|bf16"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def uses_bf16(self, device: torch.device | str = "cpu") -> bool:
+        """Whether `encode` on `device` runs in bf16: always for 'bf16'; for 'auto' on a native-bf16 CPU only."""
+        if self.precision == "bf16":
+            return True
+        return self.precision == "auto" and torch.device(device).type == "cpu" and cpu_has_native_bf16()
 
     def windows(self, texts: list[str]) -> Windows:
         stride = min(self.cfg.window_stride, self.max_length // 2)
@@ -117,9 +142,11 @@ class TextEncoder(torch.nn.Module):
         out = np.zeros((len(order), self.dim), dtype=np.float32)
         bs = self.cfg.batch_size
         self.model.to(device)
-        for start in tqdm(range(0, len(order), bs), desc="embed text", unit="batch", disable=not progress,
-                          mininterval=5):
-            idx = order[start:start + bs]
-            ids, mask = self.pad([win.input_ids[i] for i in idx], device)
-            out[idx] = self.forward(ids, mask).float().cpu().numpy()
+        bf16 = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.uses_bf16(device))
+        with bf16:
+            for start in tqdm(range(0, len(order), bs), desc="embed text", unit="batch", disable=not progress,
+                              mininterval=5):
+                idx = order[start:start + bs]
+                ids, mask = self.pad([win.input_ids[i] for i in idx], device)
+                out[idx] = self.forward(ids, mask).float().cpu().numpy()
         return out, win.owner
