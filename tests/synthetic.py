@@ -60,7 +60,8 @@ def tiny_config(train_path: Path, model_dir: Path, out_dir: Path, **sections) ->
     config = {
         "categories": category_config(),
         "datasets": {"synthetic": {"loader": "jsonl", "path": str(train_path)}},
-        "text_encoder": {"model": str(model_dir), "max_length": 16, "window_stride": 4, "batch_size": 64},
+        "text_encoder": {"model": str(model_dir), "max_length": 16, "window_stride": 4, "batch_size": 64,
+                         "precision": "fp32"},  # exact and the same on every CPU; bf16 is measured in bench
         "train": {"epochs": 40, "batch_size": 32, "lr": 0.02, "patience": 8},
         "split": {"validation_fraction": 0.2, "test_fraction": 0.2},
         "zero_shot": {"min_train_positives": 5},
