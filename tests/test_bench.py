@@ -25,7 +25,7 @@ def test_matmul_rate_is_positive_and_a_small_workload_is_a_fraction_of_it():
 
     assert matmul_rate("fp32", size=64, seconds=0.02) > 0
     a = torch.randn(32, 32)
-    trial = Trial("toy", "fp32", 1, 10, useful_flops=2 * 32**3 * 10, executed_flops=2 * 32**3 * 10,
+    trial = Trial("toy", "fp32", 1, "fixed", 10, useful_flops=2 * 32**3 * 10, executed_flops=2 * 32**3 * 10,
                   run=lambda: [a @ a for _ in range(10)])
     floors = interleave([trial], rounds=2, floor_seconds=0.05)
     s = trial.summary()

@@ -93,7 +93,8 @@ def publish(name: str, title: str, body: str, args) -> str:
     from eval.benchmarks import update_section
 
     if not getattr(args, "no_write", False):
-        path = update_section(name, title, body, getattr(args, "command", None))
+        # Unset under `moderation bench` (its own command line is written then); set by `python -m eval.bench.X`.
+        path = update_section(name, title, body, getattr(args, "bench_command", None))
         log.info("section %r written to %s", name, path)
     return body
 
@@ -112,7 +113,7 @@ def main(module: str, build_parser, run) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args()
-    args.command = module_command(module)
+    args.bench_command = module_command(module)
     try:
         print(run(args))
     except BenchmarkSkipped as exc:

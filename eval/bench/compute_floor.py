@@ -4,9 +4,11 @@ The floor is the rate of large square matrix multiplies in fp32 (and bf16 where 
 encoder pass is timed between two floor measurements of its dtype, round-robin over all configurations, so
 a pass and its floor see the same load on a shared machine; the share reported is the median over rounds of
 achieved / mean(floor before, floor after). The text encoder runs on windows of real validation posts at
-their real token lengths, length-bucketed as `TextEncoder.encode` batches them; only useful FLOPs (real
-lengths) count as achieved, so padding counts against it. The image encoder (EfficientNet-Lite0) runs at its
-input size. Target: the text encoder at batch >= 32, fp32 on the CPU, at >= 60% of the fp32 floor.
+their real token lengths, sorted by length and cut into batches of B windows (the batch the target names),
+and also as `TextEncoder.encode` cuts them on the CPU (at most B windows and 512 padded tokens); only useful
+FLOPs (real lengths) count as achieved, so padding counts against it. The image encoder
+(EfficientNet-Lite0) runs at its input size. Target: the text encoder at batch >= 32, fp32 on the CPU, at
+>= 60% of the fp32 floor.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class Trial:
 
     encoder: str
     dtype: str
-    batch: int
+    batch: int  # windows (text) or images per batch, at most
+    batching: str  # "fixed": batches of `batch` windows; "encode": TextEncoder.encode's token-budget batches
     items: int  # posts (text) or images in one pass
     useful_flops: float  # at real token lengths
     executed_flops: float  # with padding
@@ -99,31 +102,35 @@ def _autocast(dtype: str):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
 
 
-def text_batches(encoder, texts: list[str], batch_size: int):
-    """Padded (ids, mask) batches of the texts' windows, shortest first (as `TextEncoder.encode` orders them)."""
+def text_batches(encoder, texts: list[str], batch_size: int, batching: str = "fixed"):
+    """(padded (ids, mask) batches, the window lengths of each batch): length-sorted batches of `batch_size`
+    windows ("fixed"), or as `TextEncoder.encode` cuts them ("encode": a token budget as well)."""
+    from moderation.encoders.text import CPU_TOKENS_PER_BATCH, length_batches
+
     win = encoder.windows(texts)
     lengths = np.array([len(ids) for ids in win.input_ids])
-    order = np.argsort(lengths, kind="stable")
-    batches = [encoder.pad([win.input_ids[i] for i in order[s:s + batch_size]])
-               for s in range(0, len(order), batch_size)]
-    return batches, lengths[order], win.owner
+    groups = length_batches(lengths, batch_size, CPU_TOKENS_PER_BATCH if batching == "encode" else None)
+    return [encoder.pad([win.input_ids[i] for i in g]) for g in groups], [lengths[g] for g in groups]
 
 
 def text_trials(encoder, texts: list[str], batch_sizes: list[int], dtypes: list[str]) -> list[Trial]:
+    """Fixed batches at every size and dtype; encode's token-budget batches for fp32 at the target's sizes."""
     import torch
 
     shape = bert_shape(encoder.model)
+    plan = [(bs, "fixed", d) for bs in batch_sizes for d in dtypes]
+    plan += [(bs, "encode", "fp32") for bs in batch_sizes if bs >= TARGET_MIN_BATCH]
     trials = []
-    for bs in batch_sizes:
-        batches, lengths, _ = text_batches(encoder, texts, bs)
-        useful = float(window_flops(lengths, shape).sum())
-        executed = sum(padded_flops(lengths[s:s + bs], shape) for s in range(0, len(lengths), bs))
-        for dtype in dtypes:
-            def run(batches=batches, dtype=dtype):
-                with torch.inference_mode(), _autocast(dtype):
-                    for ids, mask in batches:
-                        encoder.forward(ids, mask)
-            trials.append(Trial("text", dtype, bs, len(texts), useful, executed, run))
+    for bs, batching, dtype in plan:
+        batches, lengths = text_batches(encoder, texts, bs, batching)
+        useful = float(sum(window_flops(g, shape).sum() for g in lengths))
+        executed = sum(padded_flops(g, shape) for g in lengths)
+
+        def run(batches=batches, dtype=dtype):
+            with torch.inference_mode(), _autocast(dtype):
+                for ids, mask in batches:
+                    encoder.forward(ids, mask)
+        trials.append(Trial("text", dtype, bs, batching, len(texts), useful, executed, run))
     return trials
 
 
@@ -139,7 +146,7 @@ def image_trials(encoder, image_size: int, batch_size: int, batches: int, dtypes
                 for _ in range(batches):
                     encoder.forward(pixels)
         return run
-    return [Trial("image", d, batch_size, batch_size * batches, flops, flops, make(d)) for d in dtypes]
+    return [Trial("image", d, batch_size, "fixed", batch_size * batches, flops, flops, make(d)) for d in dtypes]
 
 
 OP_GROUPS = [("matrix multiplies (addmm/mm/bmm)", ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")),
@@ -204,7 +211,8 @@ def measure(args) -> dict:
     for trial in trials:  # warm-up pass: first calls allocate and pick kernels
         trial.run()
     floors = interleave(trials, args.rounds, args.floor_seconds)
-    breakdown_trial = next(t for t in trials if t.encoder == "text" and t.dtype == "fp32" and t.batch >= TARGET_MIN_BATCH)
+    breakdown_trial = next(t for t in trials if t.encoder == "text" and t.dtype == "fp32" and t.batching == "fixed"
+                           and t.batch >= TARGET_MIN_BATCH)
     return {"floors": floors, "trials": trials, "workload": workload_stats(encoder, texts), "dtypes": dtypes,
             "loadavg": (load_before, os.getloadavg()[0]),
             "threads": torch.get_num_threads(), "breakdown": (breakdown_trial.batch, time_breakdown(breakdown_trial.run)),
@@ -224,20 +232,22 @@ def report(m: dict, args) -> str:
     lines += ["", f"Text workload: {w['posts']} validation posts (seed {args.seed}), {w['windows']} windows; tokens per "
               f"post mean {w['tokens_mean']:.1f}, median {w['tokens_p50']:.0f}, p95 {w['tokens_p95']:.0f}; "
               f"**{w['gflop_per_post']:.3f} GFLOP per post** at real lengths. The analytic count equals torch "
-              f"FlopCounterMode's matmul count plus attention to a ratio of {w['check_ratio']:.4f} (at {w['check_len']} tokens)."]
+              f"FlopCounterMode's matmul count plus attention to a ratio of {w['check_ratio']:.4f} "
+              f"(at {w['check_len']} tokens)."]
     if m["image_gflop"] is not None:
         lines.append(f"Image workload: EfficientNet-Lite0 at {args.image_size} px, **{m['image_gflop']:.3f} GFLOP per "
                      "image** (FlopCounterMode), batches of 16.")
     rows = []
     for t in m["trials"]:
         s = t.summary()
-        rows.append([t.encoder, t.dtype, t.batch, f"{s['items_per_s']:.1f}", f"{s['useful_gflops']:.1f}",
+        batches = f"{t.batch}" if t.batching == "fixed" else f"encode's, <= {t.batch}"
+        rows.append([t.encoder, t.dtype, batches, f"{s['items_per_s']:.1f}", f"{s['useful_gflops']:.1f}",
                      f"{s['executed_gflops']:.1f}", f"**{common.pct(s['share'])}** ({common.pct(s['share_min'])} – "
                      f"{common.pct(s['share_max'])})", common.pct(s["best_of_share"])])
     lines += ["", f"Achieved, median of {args.rounds} interleaved rounds (share = useful GFLOP/s over the same-dtype "
               "floor measured around that pass; best-of = fastest pass over the highest floor):", "",
-              common.md_table(["encoder", "dtype", "batch", "posts or images/s", "useful GFLOP/s", "executed GFLOP/s "
-                               "(with padding)", "share of floor (range)", "best-of share"], rows)]
+              common.md_table(["encoder", "dtype", "batch (windows or images)", "posts or images/s", "useful GFLOP/s",
+                               "executed GFLOP/s (with padding)", "share of floor (range)", "best-of share"], rows)]
     lines += ["", target_line(m), "", breakdown_text(m), "", gpu_line()]
     return "\n".join(lines)
 
@@ -251,11 +261,19 @@ def gpu_line() -> str:
 
 
 def target_line(m: dict) -> str:
-    eligible = [t for t in m["trials"] if t.encoder == "text" and t.dtype == "fp32" and t.batch >= TARGET_MIN_BATCH]
-    best = max(eligible, key=lambda t: t.summary()["share"])
+    """Judged on fixed batches of >= 32 windows; encode's own (smaller, token-capped) batches are shown beside."""
+    text_fp32 = [t for t in m["trials"] if t.encoder == "text" and t.dtype == "fp32"]
+    fixed = [t for t in text_fp32 if t.batching == "fixed" and t.batch >= TARGET_MIN_BATCH]
+    best = max(fixed, key=lambda t: t.summary()["share"])
     share = best.summary()["share"]
-    return (f"Target: text encoder, fp32, batch >= {TARGET_MIN_BATCH}, at >= {TARGET_SHARE:.0%} of the fp32 floor: "
+    line = (f"Target: text encoder, fp32, batch >= {TARGET_MIN_BATCH}, at >= {TARGET_SHARE:.0%} of the fp32 floor: "
             f"{common.verdict(share >= TARGET_SHARE)} — {share:.0%} at batch {best.batch}.")
+    encode = [t for t in text_fp32 if t.batching == "encode"]
+    if encode:
+        top = max(encode, key=lambda t: t.summary()["share"])
+        line += (f" As `TextEncoder.encode` batches on the CPU (at most {top.batch} windows and a token cap): "
+                 f"{top.summary()['share']:.0%}.")
+    return line
 
 
 def breakdown_text(m: dict) -> str:

@@ -191,7 +191,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--image-posts", type=int, default=200, help="meme posts the text+image requests cycle over")
     parser.add_argument("--text-only", action="store_true", help="skip the text+image workload")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="closed-loop clients (text)")
-    parser.add_argument("--image-concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--image-concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--low-load", type=float, default=0.1, help="low load, as a fraction of peak throughput")
     parser.add_argument("--max-requests", type=int, default=400, help="bound per load level")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="bound per load level (sending time)")
