@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from moderation.policy import ClassThresholds, Scoring, Thresholds
+
 from .metrics import binary_metrics_at_threshold, validate_inputs
 
 logger = logging.getLogger(__name__)
@@ -114,18 +116,22 @@ def choose_thresholds(
     block_precision: float,
     review_recall: float,
     *,
+    zero_shot: Sequence[str] = (),
+    source: str = "validation",
     min_predicted_positive: int = MIN_PREDICTED_POSITIVE,
-) -> dict[str, dict]:
-    """Choose `block` and `review` thresholds per category from validation scores (see the module docstring).
+) -> Thresholds:
+    """Choose `block` and `review` thresholds per category from held-out scores (see the module docstring).
 
-    Returns {category: {"block", "review", "source", "target_block_precision", "target_review_recall",
-    "block_target_met", "review_target_met", "review_clipped_to_block", "support", "positives",
-    "block_precision", "block_recall", "block_f1", "block_predicted_positive", and the same for review}}.
+    Returns the typed `moderation.policy.Thresholds`: per category `review`, `block`, `scoring` (classes in
+    `zero_shot` are marked so and never block), `block_target_met`, `source`, and in `measured`:
+    "target_block_precision", "target_review_recall", "review_target_met", "review_clipped_to_block",
+    "support", "positives", "block_precision", "block_recall", "block_f1", "block_predicted_positive", and
+    the same for review. `source` says what the scores are ("validation" or "cross_source").
 
     >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
     ...                       ["hate"], block_precision=0.9, review_recall=1.0)
-    >>> t["hate"]["block"], t["hate"]["review"], t["hate"]["block_recall"]
-    (0.8, 0.4, 0.5)
+    >>> t["hate"].block, t["hate"].review, t["hate"].measured["block_recall"], t["hate"].may_block
+    (0.8, 0.4, 0.5, True)
     """
     labels, label_mask, scores = validate_inputs(labels, label_mask, scores, categories)
     block_precision = _check_target("block_precision", block_precision)
@@ -150,4 +156,18 @@ def choose_thresholds(
             "support": int(len(label)),
             "positives": positives,
         }
-    return out
+    unknown = sorted(set(zero_shot) - set(categories))
+    if unknown:
+        raise ValueError(f"zero_shot names {unknown}, which are not among the categories {list(categories)}")
+    return _typed(out, zero_shot, source, {"block_precision": block_precision, "review_recall": review_recall})
+
+
+def _typed(entries: dict[str, dict], zero_shot: Sequence[str], source: str, targets: dict) -> Thresholds:
+    kept = ("review", "block", "block_target_met")
+    return Thresholds(targets=targets, categories={
+        cat: ClassThresholds(
+            **{k: e[k] for k in kept},
+            scoring=Scoring.ZERO_SHOT if cat in zero_shot else Scoring.TRAINED,
+            source="default" if e["source"] == "default" else source,
+            measured={k: v for k, v in e.items() if k not in (*kept, "source")})
+        for cat, e in entries.items()})

@@ -66,42 +66,52 @@ def offsets_from_owner(owner: np.ndarray, num_rows: int) -> np.ndarray:
     return np.r_[0, np.cumsum(counts)].astype(np.int64)
 
 
-def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_dir, load_image,
-              progress: bool = True) -> Features:
-    """Encode a split given as columns {"text", "image", "source", "labels", "label_mask"} (lists).
+def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_dir=None, progress: bool = False,
+              device: str = "cpu") -> Features:
+    """The one featurizer: posts given as columns {"text", "image"[, "source", "labels", "label_mask"]} (lists)
+    -> `Features`. Training, prediction, evaluation and serving all come through here.
 
-    Rows are encoded per source dataset, so changing one dataset re-embeds only that one (cache keys are
-    per input list).
+    A text counts when it has a non-blank character (it is encoded stripped); an image may be a file path,
+    raw bytes or a PIL image. With `cache_dir` (training on frozen encoders) embeddings are read from and
+    written to the cache, per source dataset, so changing one dataset re-embeds only that one; serving passes
+    none. Without "labels" every label is unknown.
     """
     from moderation.encoders.cache import cached_image_features, cached_text_windows
 
     n = len(rows["text"])
-    texts = [t or "" for t in rows["text"]]
-    has_text = np.array([bool(t) for t in rows["text"]])
-    has_image = np.array([bool(p) for p in rows["image"]]) if image_encoder is not None else np.zeros(n, bool)
+    texts = [(t or "").strip() for t in rows["text"]]
+    has_text = np.array([bool(t) for t in texts], bool) & (text_encoder is not None)
+    images = rows.get("image") or [None] * n
+    has_image = np.array([im is not None and not _blank_path(im) for im in images], bool) & (image_encoder is not None)
     windows, owners = [], []
     image = np.zeros((n, image_encoder.dim), np.float32) if image_encoder is not None else None
     extras: dict[str, np.ndarray] = {}
     for start, end in _runs(rows.get("source") or [""] * n):
         if text_encoder is not None:
-            emb, owner = cached_text_windows(text_encoder, texts[start:end], cache_dir, progress)
+            emb, owner = cached_text_windows(text_encoder, texts[start:end], cache_dir, progress, device)
             windows.append(emb)
             owners.append(owner + start)
         if image_encoder is not None and has_image[start:end].any():
-            paths = [p if p else None for p in rows["image"][start:end]]
-            feats, extra = cached_image_features(image_encoder, paths, cache_dir, load_image, progress)
+            chunk = [im if ok else None for im, ok in zip(images[start:end], has_image[start:end])]
+            feats, extra = cached_image_features(image_encoder, chunk, cache_dir, progress)
             image[start:end] = feats
             for name, values in extra.items():
                 extras.setdefault(name, np.full(n, np.nan, np.float32))[start:end] = values
     dim = text_encoder.dim if text_encoder is not None else 0
     all_windows = np.concatenate(windows) if windows else np.zeros((0, dim), np.float32)
     owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-    return Features(
-        windows=all_windows, offsets=offsets_from_owner(owner, n), image=image,
-        has_text=has_text & (text_encoder is not None), has_image=has_image,
-        labels=np.asarray(rows["labels"], np.float32).reshape(n, num_classes),
-        label_mask=np.asarray(rows["label_mask"], bool).reshape(n, num_classes), extras=extras,
-    )
+    if "labels" in rows:
+        labels = np.asarray(rows["labels"], np.float32).reshape(n, num_classes)
+        label_mask = np.asarray(rows["label_mask"], bool).reshape(n, num_classes)
+    else:
+        labels, label_mask = np.zeros((n, num_classes), np.float32), np.zeros((n, num_classes), bool)
+    return Features(windows=all_windows, offsets=offsets_from_owner(owner, n), image=image, has_text=has_text,
+                    has_image=has_image, labels=labels, label_mask=label_mask, extras=extras)
+
+
+def _blank_path(image) -> bool:
+    """An empty string or empty bytes stands for "no image" in dataset columns."""
+    return isinstance(image, (str, bytes)) and not image
 
 
 def _runs(sources: list[str]) -> list[tuple[int, int]]:

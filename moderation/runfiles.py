@@ -6,7 +6,7 @@ Writer and readers share this one module, so a file's name and shape are defined
     model.json           categories, head shape, zero-shot classes and calibration, prior correction, version
     head.safetensors     fusion head + zero-shot prototypes (the encoders come from their packages/folders)
     text_encoder/        only when the text encoder was fine-tuned (full weights or a LoRA adapter)
-    thresholds.json      per category {"block": t, "review": t, ...}, chosen on validation data
+    thresholds.json      moderation.policy.Thresholds: per category review/block, how it is scored, whether it may block
     reference_scores.npz the fused scores on the validation split: the reference for live score drift
     train_log.jsonl      one line per epoch
     report/              report.md, report.json, PR-curve pictures
@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module and must start instantly
     import numpy as np
+
+    from moderation.policy import Thresholds
 
 CONFIG = "config.yaml"
 MODEL = "model.json"
@@ -47,12 +49,41 @@ def write_json(path: Path, obj: dict) -> Path:
     return Path(path)
 
 
-def read_thresholds(run_dir: Path) -> dict[str, dict]:
-    return read_json(Path(run_dir) / THRESHOLDS)["categories"]
+def read_thresholds(run_dir: Path) -> Thresholds:
+    """The run's thresholds, validated (review <= block; how each class is scored; whether it may block).
+
+    Runs written before the typed schema (flat per-class dicts) are read too: their zero-shot classes come
+    from model.json, and a class whose block target was not met (or not checkable) never blocks.
+    """
+    from pydantic import ValidationError
+
+    from moderation.policy import Thresholds
+
+    path = Path(run_dir) / THRESHOLDS
+    tree = read_json(path)
+    if tree.get("categories") and all("scoring" not in v for v in tree["categories"].values()):
+        model = Path(run_dir) / MODEL
+        zero_shot = read_json(model).get("zero_shot", {}) if model.is_file() else {}
+        tree = legacy_thresholds(tree, set(zero_shot))
+    try:
+        return Thresholds.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: {problems}") from None
 
 
-def write_thresholds(run_dir: Path, thresholds: dict[str, dict], targets: dict) -> Path:
-    return write_json(Path(run_dir) / THRESHOLDS, {"targets": targets, "categories": thresholds})
+def legacy_thresholds(tree: dict, zero_shot: set[str]) -> dict:
+    """A pre-schema thresholds.json ({"targets", "categories": {c: flat dict}}) in the typed schema's shape."""
+    kept = {"review", "block", "block_target_met", "source"}
+    return {"targets": tree.get("targets", {}), "categories": {
+        c: {**{k: v for k, v in entry.items() if k in kept},
+            "scoring": "zero_shot" if c in zero_shot else "trained",
+            "measured": {k: v for k, v in entry.items() if k not in kept}}
+        for c, entry in tree["categories"].items()}}
+
+
+def write_thresholds(run_dir: Path, thresholds: Thresholds) -> Path:
+    return write_json(Path(run_dir) / THRESHOLDS, thresholds.model_dump(mode="json"))
 
 
 def write_reference_scores(run_dir: Path, categories: list[str], scores, model_version: str) -> Path:

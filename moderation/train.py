@@ -26,6 +26,7 @@ from moderation.config import Config
 from moderation.features import Features, featurize
 from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
 from moderation.model import ModerationModel
+from moderation.scoring import run_model
 from moderation.zeroshot import ZeroShotScorer, build_prototypes, calibrate
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,11 @@ def build_encoders(config: Config):
 
 
 def split_features(config: Config, splits, text_encoder, image_encoder, progress: bool) -> dict[str, Features]:
-    from moderation.encoders.images import load_image
-
     cache = Path(config.run.cache_dir) if config.text_encoder.finetune == "frozen" else None
     out = {}
     for name in ("train", "validation", "test"):
         columns = splits[name].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()
-        out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, load_image, progress)
+        out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, progress)
     return out
 
 
@@ -117,20 +116,6 @@ def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
     return c if image_positives < config.zero_shot.min_train_positives else None
 
 
-def predict_scores(model: ModerationModel, features: Features, batch_size: int = 2048,
-                   device: str = "cpu") -> dict[str, np.ndarray]:
-    """{"fused", "text", "image"} -> (N, C) probabilities, zero-shot and prior correction applied."""
-    model.eval()
-    out = {k: [] for k in ("fused", "text", "image")}
-    with torch.no_grad():
-        for start in range(0, len(features), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(features)))
-            logits = model(**features.batch(idx, device), for_prediction=True)
-            for k in out:
-                out[k].append(torch.sigmoid(logits[k]).float().cpu().numpy())
-    return {k: np.concatenate(v) if v else np.zeros((0, len(model.categories)), np.float32) for k, v in out.items()}
-
-
 def _loss_fn(config: Config, pos_weight: torch.Tensor):
     def loss(logit, label, mask):
         if config.loss.kind == "focal":
@@ -167,7 +152,7 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
         started = time.time()
         train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts)
         val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
-        val_scores = predict_scores(model, val, device=device)["fused"]
+        val_scores = run_model(model, val, device=device).fused
         metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
         record = {"epoch": epoch + 1, "train_loss": train_loss, "val_mean_average_precision": metric,
                   "seconds": round(time.time() - started, 2)}

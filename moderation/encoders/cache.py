@@ -45,40 +45,51 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)  # atomic: a killed run never leaves a truncated cache file under the real name
 
 
-def cached_text_windows(encoder, texts: list[str], cache_dir: str | Path | None, progress: bool = True):
+def cached_text_windows(encoder, texts: list[str], cache_dir: str | Path | None, progress: bool = True,
+                        device: str = "cpu"):
     """(window embeddings (W, H), owner (W,)) for texts, from the cache when present."""
     path = Path(cache_dir) / f"{_key(encoder.identity, texts)}.safetensors" if cache_dir else None
     hit = _load(path) if path else None
     if hit is not None:
         log.info("text embeddings for %d texts read from cache %s", len(texts), path.name)
         return hit["embeddings"], hit["owner"]
-    embeddings, owner = encoder.encode(texts, progress=progress)
+    embeddings, owner = encoder.encode(texts, device=device, progress=progress)
     if path:
         _save(path, {"embeddings": embeddings, "owner": owner})
     return embeddings, owner
 
 
-def _file_stamp(path: str | None) -> str:
-    if not path:
+def _image_stamp(image) -> str:
+    """What identifies an image for the cache: a file by path, size and time; bytes by their hash."""
+    if image is None:
         return ""
-    p = Path(path)
-    stat = p.stat()
-    return f"{p}:{stat.st_size}:{int(stat.st_mtime)}"
+    if isinstance(image, (bytes, bytearray)):
+        return "sha256:" + hashlib.sha256(image).hexdigest()
+    if isinstance(image, (str, Path)):
+        p = Path(image)
+        stat = p.stat()
+        return f"{p}:{stat.st_size}:{int(stat.st_mtime)}"
+    raise TypeError(f"cannot cache features of a {type(image).__name__} image; pass a path or bytes")
 
 
-def cached_image_features(encoder, paths: list[str | None], cache_dir: str | Path | None, load_image,
+def cached_image_features(encoder, paths: list, cache_dir: str | Path | None,
                           progress: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(features (N, D) with zeros where a row has no image, extra scores such as {'nsfw': (N,)})."""
+    """(features (N, D) with zeros where a row has no image, extra scores such as {'nsfw': (N,)}).
+
+    An image is a path, bytes or a PIL image (None: no image); only paths and bytes can be cached.
+    """
     from tqdm.auto import tqdm
 
-    path = Path(cache_dir) / f"{_key(encoder.identity, [_file_stamp(p) for p in paths])}.safetensors" if cache_dir else None
+    from moderation.encoders.images import load_image
+
+    path = Path(cache_dir) / f"{_key(encoder.identity, [_image_stamp(p) for p in paths])}.safetensors" if cache_dir else None
     hit = _load(path) if path else None
     if hit is not None:
         features = hit.pop("features")
         return features, {k.removeprefix("extra_"): v for k, v in hit.items()}
     features = np.zeros((len(paths), encoder.dim), dtype=np.float32)
     extras: dict[str, np.ndarray] = {}
-    present = [i for i, p in enumerate(paths) if p]
+    present = [i for i, p in enumerate(paths) if p is not None]
     bs = encoder.batch_size
     for start in tqdm(range(0, len(present), bs), desc="embed images", unit="batch", disable=not progress, mininterval=5):
         idx = present[start:start + bs]

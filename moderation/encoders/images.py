@@ -29,8 +29,8 @@ class ImageError(ValueError):
     """An image could not be decoded: the message names the source and the reason."""
 
 
-def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode a file path or uploaded bytes into an upright RGB image.
+def load_image(source: str | Path | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a file path or uploaded bytes into an upright RGB image (a PIL image is checked and converted).
 
     The format is detected from the content (some dataset files named .png are JPEG). EXIF orientation is
     applied and transparency is flattened onto white. Raises `ImageError` when the source is missing, not an
@@ -43,6 +43,9 @@ def load_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
     """
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if isinstance(source, Image.Image):  # already decoded: the size limit and RGB conversion still apply
+        _check_size(source, "PIL image", max_pixels)
+        return _to_rgb(source)
     where = "uploaded bytes" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
         with _open(source, where) as img:
@@ -70,7 +73,7 @@ def _open(source: str | Path | bytes, where: str) -> Image.Image:
     elif isinstance(source, (str, Path)):
         fp = Path(source)
     else:
-        raise TypeError(f"load_image: expected a path or bytes, got {type(source).__name__}")
+        raise TypeError(f"load_image: expected a path, bytes or a PIL image, got {type(source).__name__}")
     # PIL emits DecompressionBombWarning from inside Image.open, before our own size check can run; turning
     # it into an error here is what refuses the image. (catch_warnings swaps a process-wide filter list, so
     # two threads decoding at once can leave this one filter switched on: harmless, it only makes PIL stricter.)
