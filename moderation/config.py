@@ -104,6 +104,9 @@ class TextEncoderConfig(Strict):
     # auto: bf16 autocast for frozen encoding on CPUs that multiply bf16 natively (1.7x faster here, every
     # class's PR-AUC within 0.002: BENCHMARKS.md, inference variants); fp32 elsewhere and on GPUs.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Undo evasion rewrites before tokenising (moderation.encoders.normalize: NFKC, look-alikes, zero-width
+    # characters, leetspeak, spaced letters). Off by default: the shipped model was trained on raw text.
+    normalize: bool = False
 
 
 class ImageEncoderConfig(Strict):
@@ -114,12 +117,24 @@ class ImageEncoderConfig(Strict):
     # Image encoders are used frozen (cached features). Fine-tuning them end to end is not implemented yet;
     # the adapters expose forward()/trainable_module() for when it is.
     finetune: Literal["frozen"] = "frozen"
+    # Read the text in each picture (RapidOCR) and embed it with the text encoder: many posts carry their words
+    # inside the image. With head.image_branch 'trained' the mean OCR text embedding sits beside the pixel
+    # features; with 'text_head' the picture's text is scored by the trained text head.
+    ocr: bool = False
 
 
 class HeadConfig(Strict):
     fusion: Literal["late", "concat", "text_only", "image_only"] = "late"
     hidden_dim: int = Field(0, ge=0, description="0 = linear per modality; >0 = one hidden layer")
     dropout: float = Field(0.1, ge=0, lt=1)
+    # How a picture is scored. 'trained': an image branch learns from image training rows (research configs
+    # with meme data). 'text_head': no image rows to learn from (the shipped model: no permissively licensed
+    # multimodal data exists), so the picture's OCR text goes through the trained text head, open_nsfw scores
+    # zero_shot.nsfw_category, and caption and picture evidence combine by `caption_picture_rule`.
+    image_branch: Literal["trained", "text_head"] = "trained"
+    caption_picture_rule: Literal["max", "noisy_or"] = Field(
+        "max", description="text_head models: fused = max of the caption and picture probabilities, or their "
+                           "noisy-OR 1 - (1 - p_caption)(1 - p_picture)")
 
 
 class LossConfig(Strict):
@@ -202,10 +217,14 @@ class Config(Strict):
                     problems.append(f"datasets.{ds_name}.label_map.{cat}: not a category (known: {names})")
         if self.zero_shot.nsfw_category is not None and self.zero_shot.nsfw_category not in names:
             problems.append(f"zero_shot.nsfw_category: {self.zero_shot.nsfw_category!r} is not a category")
-        if self.head.fusion != "text_only" and self.image_encoder.kind == "none" and self.head.fusion != "late":
+        has_image_input = self.image_encoder.kind != "none" or self.image_encoder.ocr
+        if self.head.fusion != "text_only" and not has_image_input and self.head.fusion != "late":
             problems.append(f"head.fusion: {self.head.fusion!r} needs an image encoder (image_encoder.kind is 'none')")
-        if self.head.fusion == "image_only" and self.image_encoder.kind == "none":
+        if self.head.fusion == "image_only" and not has_image_input:
             problems.append("head.fusion: 'image_only' needs an image encoder")
+        if self.head.image_branch == "text_head" and self.head.fusion != "late":
+            problems.append(f"head.image_branch: 'text_head' scores pictures with the text head of a late-fusion "
+                            f"model; head.fusion is {self.head.fusion!r}")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -1,8 +1,9 @@
 """Encoder outputs for a split, held as arrays: what the fusion head trains and predicts on.
 
 `Features` keeps the text windows of all rows flat (W, Dt) with CSR-style `offsets` (the windows of row i are
-offsets[i]:offsets[i+1]), image features (N, Di), presence flags and labels. `batch(idx)` turns a set of rows
-into the tensors `ModerationModel.forward` takes.
+offsets[i]:offsets[i+1]), image features (N, Di), presence flags and labels. With OCR on, the text read from
+each picture is kept too (`ocr_text`), with its windows embedded by the same text encoder (`ocr_windows`,
+`ocr_offsets`). `batch(idx)` turns a set of rows into the tensors `ModerationModel.forward` takes.
 """
 
 from __future__ import annotations
@@ -23,41 +24,65 @@ class Features:
     labels: np.ndarray  # (N, C) float32, 0 where unknown
     label_mask: np.ndarray  # (N, C) bool
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. {"nsfw": (N,)}
+    ocr_text: list[str] | None = None  # (N,) text read from each picture ("" without image or text); None: OCR off
+    ocr_windows: np.ndarray | None = None  # (W2, Dt) embeddings of the OCR text windows
+    ocr_offsets: np.ndarray | None = None  # (N + 1,) int64, as `offsets`
 
     def __len__(self) -> int:
         return len(self.has_text)
 
+    @property
+    def has_ocr(self) -> np.ndarray:
+        """(N,) bool: a picture whose text could be read."""
+        if self.ocr_offsets is None:
+            return np.zeros(len(self), bool)
+        return np.diff(self.ocr_offsets) > 0
+
     def batch(self, idx: np.ndarray, device: str = "cpu") -> dict[str, torch.Tensor | None]:
         idx = np.asarray(idx)
-        starts, ends = self.offsets[idx], self.offsets[idx + 1]
-        lengths = ends - starts
-        # All window indices of the chosen rows, in row order: start of each run + position within the run.
-        window_idx = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-        owner = np.repeat(np.arange(len(idx)), lengths)
-        windows = self.windows[window_idx] if self.windows.shape[0] else None
-        return {
-            "text_windows": torch.from_numpy(windows).to(device) if windows is not None else None,
-            "owner": torch.from_numpy(owner).to(device),
-            "image": torch.from_numpy(self.image[idx]).to(device) if self.image is not None else None,
-            "has_text": torch.from_numpy(self.has_text[idx]).to(device),
-            "has_image": torch.from_numpy(self.has_image[idx]).to(device),
-            "nsfw": torch.from_numpy(np.nan_to_num(self.extras["nsfw"][idx])).to(device) if "nsfw" in self.extras else None,
+        windows, owner = _gather(self.windows, self.offsets, idx)
+        tensor = lambda a: torch.from_numpy(a).to(device) if a is not None else None
+        out = {
+            "text_windows": tensor(windows if self.windows.shape[0] else None),
+            "owner": tensor(owner),
+            "image": tensor(self.image[idx] if self.image is not None else None),
+            "has_text": tensor(self.has_text[idx]),
+            "has_image": tensor(self.has_image[idx]),
+            "nsfw": tensor(np.nan_to_num(self.extras["nsfw"][idx])) if "nsfw" in self.extras else None,
         }
+        if self.ocr_offsets is not None:
+            ocr_windows, ocr_owner = _gather(self.ocr_windows, self.ocr_offsets, idx)
+            out.update(ocr_windows=tensor(ocr_windows), ocr_owner=tensor(ocr_owner), has_ocr=tensor(self.has_ocr[idx]))
+        return out
 
     def targets(self, idx: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(self.labels[idx]).to(device), torch.from_numpy(self.label_mask[idx]).to(device)
 
     def subset(self, idx: np.ndarray) -> Features:
-        b = self.batch(idx)
-        lengths = self.offsets[np.asarray(idx) + 1] - self.offsets[np.asarray(idx)]
+        idx = np.asarray(idx)
+        windows, owner = _gather(self.windows, self.offsets, idx)
+        ocr = {}
+        if self.ocr_offsets is not None:
+            ocr_windows, ocr_owner = _gather(self.ocr_windows, self.ocr_offsets, idx)
+            ocr = {"ocr_text": [self.ocr_text[i] for i in idx], "ocr_windows": ocr_windows,
+                   "ocr_offsets": offsets_from_owner(ocr_owner, len(idx))}
         return Features(
-            windows=b["text_windows"].numpy() if b["text_windows"] is not None else self.windows[:0],
-            offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+            windows=windows if self.windows.shape[0] else self.windows[:0],
+            offsets=offsets_from_owner(owner, len(idx)),
             image=self.image[idx] if self.image is not None else None,
             has_text=self.has_text[idx], has_image=self.has_image[idx],
             labels=self.labels[idx], label_mask=self.label_mask[idx],
-            extras={k: v[idx] for k, v in self.extras.items()},
+            extras={k: v[idx] for k, v in self.extras.items()}, **ocr,
         )
+
+
+def _gather(windows: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of rows `idx` in row order, and their owner (position in `idx`) per window."""
+    starts, ends = offsets[idx], offsets[idx + 1]
+    lengths = ends - starts
+    # All window indices of the chosen rows, in row order: start of each run + position within the run.
+    window_idx = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+    return windows[window_idx], np.repeat(np.arange(len(idx)), lengths)
 
 
 def offsets_from_owner(owner: np.ndarray, num_rows: int) -> np.ndarray:
@@ -67,7 +92,7 @@ def offsets_from_owner(owner: np.ndarray, num_rows: int) -> np.ndarray:
 
 
 def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_dir=None, progress: bool = False,
-              device: str = "cpu") -> Features:
+              device: str = "cpu", ocr_reader=None, ocr_as_image_features: bool = False) -> Features:
     """The one featurizer: posts given as columns {"text", "image"[, "source", "labels", "label_mask"]} (lists)
     -> `Features`. Training, prediction, evaluation and serving all come through here.
 
@@ -75,17 +100,22 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
     raw bytes or a PIL image. With `cache_dir` (training on frozen encoders) embeddings are read from and
     written to the cache, per source dataset, so changing one dataset re-embeds only that one; serving passes
     none. Without "labels" every label is unknown.
+
+    With `ocr_reader`, the text in each picture is read and embedded by the text encoder (`ocr_*` fields);
+    `ocr_as_image_features` also appends its mean window embedding to the image features (trained image branch).
     """
-    from moderation.encoders.cache import cached_image_features, cached_text_windows
+    from moderation.encoders.cache import cached_image_features, cached_ocr_text, cached_text_windows
 
     n = len(rows["text"])
     texts = [(t or "").strip() for t in rows["text"]]
     has_text = np.array([bool(t) for t in texts], bool) & (text_encoder is not None)
     images = rows.get("image") or [None] * n
-    has_image = np.array([im is not None and not _blank_path(im) for im in images], bool) & (image_encoder is not None)
+    reads_images = image_encoder is not None or (ocr_reader is not None and text_encoder is not None)
+    has_image = np.array([im is not None and not _blank_path(im) for im in images], bool) & reads_images
     windows, owners = [], []
     image = np.zeros((n, image_encoder.dim), np.float32) if image_encoder is not None else None
     extras: dict[str, np.ndarray] = {}
+    ocr_text = [""] * n if ocr_reader is not None and text_encoder is not None else None
     for start, end in _runs(rows.get("source") or [""] * n):
         if text_encoder is not None:
             emb, owner = cached_text_windows(text_encoder, texts[start:end], cache_dir, progress, device)
@@ -97,6 +127,13 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
             image[start:end] = feats
             for name, values in extra.items():
                 extras.setdefault(name, np.full(n, np.nan, np.float32))[start:end] = values
+        if ocr_text is not None and has_image[start:end].any():
+            chunk = [im if ok else None for im, ok in zip(images[start:end], has_image[start:end])]
+            ocr_text[start:end] = cached_ocr_text(ocr_reader, chunk, cache_dir, progress)
+    ocr = _embed_ocr(ocr_text, text_encoder, cache_dir, progress, device) if ocr_text is not None else {}
+    if ocr and ocr_as_image_features:
+        pooled = _mean_windows(ocr["ocr_windows"], ocr["ocr_offsets"])  # (N, Dt), zeros where nothing was read
+        image = pooled if image is None else np.concatenate([image, pooled], axis=1)
     dim = text_encoder.dim if text_encoder is not None else 0
     all_windows = np.concatenate(windows) if windows else np.zeros((0, dim), np.float32)
     owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
@@ -106,7 +143,30 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
     else:
         labels, label_mask = np.zeros((n, num_classes), np.float32), np.zeros((n, num_classes), bool)
     return Features(windows=all_windows, offsets=offsets_from_owner(owner, n), image=image, has_text=has_text,
-                    has_image=has_image, labels=labels, label_mask=label_mask, extras=extras)
+                    has_image=has_image, labels=labels, label_mask=label_mask, extras=extras, **ocr)
+
+
+def _embed_ocr(ocr_text: list[str], text_encoder, cache_dir, progress: bool, device: str) -> dict:
+    """Text-encoder windows of the pictures' text (only where something was read)."""
+    from moderation.encoders.cache import cached_text_windows
+
+    read = [i for i, t in enumerate(ocr_text) if t.strip()]
+    windows = np.zeros((0, text_encoder.dim), np.float32)
+    owner = np.zeros(0, np.int64)
+    if read:
+        windows, local_owner = cached_text_windows(text_encoder, [ocr_text[i].strip() for i in read], cache_dir,
+                                                   progress, device)
+        owner = np.asarray(read, np.int64)[local_owner]
+    return {"ocr_text": ocr_text, "ocr_windows": windows, "ocr_offsets": offsets_from_owner(owner, len(ocr_text))}
+
+
+def _mean_windows(windows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N, D) mean of each row's windows; zeros for a row without any."""
+    out = np.zeros((len(offsets) - 1, windows.shape[1]), np.float32)
+    counts = np.diff(offsets)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    np.add.at(out, owner, windows)
+    return out / np.maximum(counts, 1)[:, None]
 
 
 def _blank_path(image) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from moderation import runfiles
@@ -16,33 +17,45 @@ from moderation.fusion import FusionHead
 from moderation.zeroshot import ZeroShotScorer
 
 
+# Logit of a picture in which nothing could be read (text_head models): no evidence, probability ~0.
+NO_EVIDENCE = -20.0
+
+
 class ModerationModel(nn.Module):
     def __init__(self, categories: list[str], fusion: str, text_dim: int, image_dim: int, hidden_dim: int = 0,
-                 dropout: float = 0.1, zero_shot: ZeroShotScorer | None = None):
+                 dropout: float = 0.1, zero_shot: ZeroShotScorer | None = None, image_branch: str = "trained",
+                 caption_picture_rule: str = "max"):
         super().__init__()
         self.categories = list(categories)
-        self.head = FusionHead(fusion, text_dim, image_dim, len(categories), hidden_dim, dropout)
+        # text_head: pictures are scored through the text head (their OCR text), never by image features.
+        self.image_branch, self.caption_picture_rule = image_branch, caption_picture_rule
+        head_image_dim = 0 if image_branch == "text_head" else image_dim
+        self.head = FusionHead(fusion, text_dim, head_image_dim, len(categories), hidden_dim, dropout)
         self.zero_shot = zero_shot
         # Added to trained classes' logits at prediction time (log of the negative-sampling rate).
         self.register_buffer("prior_offset", torch.zeros(len(categories)))
         # A class scored on images by the open_nsfw probability (zero-shot), or None.
         self.nsfw_class: int | None = None
-        self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": image_dim,
-                           "hidden_dim": hidden_dim, "dropout": dropout}
+        self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": head_image_dim,
+                           "hidden_dim": hidden_dim, "dropout": dropout, "image_branch": image_branch,
+                           "caption_picture_rule": caption_picture_rule}
 
-    def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, for_prediction: bool = False):
+    def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, ocr_windows=None, ocr_owner=None,
+                has_ocr=None, for_prediction: bool = False):
         """Logits {"text", "image", "fused"} (B, C). `for_prediction` applies zero-shot and prior correction."""
+        if self.image_branch == "text_head":
+            return self._text_head_forward(text_windows, owner, has_text, has_image, nsfw, ocr_windows, ocr_owner,
+                                           has_ocr, for_prediction)
         logits = self.head(text_windows, owner, image, has_text, has_image)
         if not for_prediction:
             return logits
         offset = self.prior_offset
         text, image_l, fused = logits["text"] + offset, logits["image"] + offset, logits["fused"] + offset
-        if self.zero_shot is not None and bool(self.zero_shot.active.any()) and text_windows is not None:
-            batch = has_text.shape[0]
-            zs = self.zero_shot.logit(self.zero_shot.similarity(text_windows, owner, batch))  # (B, C)
-            use = self.zero_shot.active.unsqueeze(0) & has_text.unsqueeze(1)  # (B, C)
-            text = torch.where(self.zero_shot.active.unsqueeze(0), zs, text)
-            fused = torch.where(use, zs, fused)
+        if self._zero_shot_on():
+            zs = self._zero_shot_logits(text_windows, owner, has_text.shape[0])
+            active = self.zero_shot.active.unsqueeze(0)
+            text = torch.where(active, zs, text)
+            fused = torch.where(active & has_text.unsqueeze(1), zs, fused)
         if self.nsfw_class is not None and nsfw is not None:
             # The open_nsfw detector can raise the class's score on an image, never lower it.
             c, z = self.nsfw_class, torch.logit(nsfw.float().clamp(1e-6, 1 - 1e-6))
@@ -50,6 +63,42 @@ class ModerationModel(nn.Module):
             image_l[:, c] = torch.where(has_image, z, image_l[:, c])
             fused[:, c] = torch.where(has_image, torch.maximum(fused[:, c], z), fused[:, c])
         return {"text": text, "image": image_l, "fused": fused}
+
+    def _zero_shot_on(self) -> bool:
+        return self.zero_shot is not None and bool(self.zero_shot.active.any())
+
+    def _zero_shot_logits(self, windows, owner, batch: int) -> torch.Tensor:
+        if windows is None or not windows.shape[0]:
+            return torch.full((batch, len(self.categories)), NO_EVIDENCE, device=self.prior_offset.device)
+        return self.zero_shot.logit(self.zero_shot.similarity(windows, owner, batch))  # (B, C)
+
+    def _scored_text(self, windows, owner, present, batch: int, for_prediction: bool) -> torch.Tensor:
+        """(B, C) text-head logits of window sets (captions, or the text read from pictures)."""
+        if windows is None or not windows.shape[0]:
+            return torch.full((batch, len(self.categories)), NO_EVIDENCE, device=self.prior_offset.device)
+        logit = self.head.forward(windows, owner, None, present, torch.zeros_like(present))["text"]
+        if for_prediction:
+            logit = logit + self.prior_offset
+            if self._zero_shot_on():
+                logit = torch.where(self.zero_shot.active.unsqueeze(0), self._zero_shot_logits(windows, owner, batch),
+                                    logit)
+        return torch.where(present.unsqueeze(1), logit, torch.full_like(logit, NO_EVIDENCE))
+
+    def _text_head_forward(self, text_windows, owner, has_text, has_image, nsfw, ocr_windows, ocr_owner, has_ocr,
+                           for_prediction: bool) -> dict[str, torch.Tensor]:
+        batch = has_text.shape[0]
+        text = self._scored_text(text_windows, owner, has_text, batch, for_prediction)
+        if has_ocr is None:
+            has_ocr = torch.zeros_like(has_text)
+        picture = self._scored_text(ocr_windows, ocr_owner, has_ocr & has_image, batch, for_prediction)
+        if self.nsfw_class is not None and nsfw is not None:
+            c, z = self.nsfw_class, torch.logit(nsfw.float().clamp(1e-6, 1 - 1e-6))
+            picture = picture.clone()
+            picture[:, c] = torch.where(has_image, torch.maximum(picture[:, c], z), picture[:, c])
+        t, i = has_text.unsqueeze(1), has_image.unsqueeze(1)
+        both = combine_evidence(text, picture, self.caption_picture_rule)
+        fused = torch.where(t & i, both, torch.where(t, text, picture))
+        return {"text": text, "image": picture, "fused": fused}
 
     def save(self, run_dir: Path, extra_meta: dict) -> None:
         from safetensors.torch import save_file
@@ -73,8 +122,24 @@ class ModerationModel(nn.Module):
             zero_shot = ZeroShotScorer(state["zero_shot.prototypes"], state["zero_shot.prototype_class"],
                                        len(meta["categories"]))
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
-                    meta["dropout"], zero_shot)
+                    meta["dropout"], zero_shot, meta.get("image_branch", "trained"),
+                    meta.get("caption_picture_rule", "max"))
         model.load_state_dict(state)
         model.nsfw_class = meta.get("nsfw_class")
         model.eval()
         return model, meta
+
+
+def combine_evidence(a: torch.Tensor, b: torch.Tensor, rule: str) -> torch.Tensor:
+    """Per-class logit from two independent pieces of evidence (caption, picture): "max" keeps the stronger,
+    "noisy_or" is P(either) = 1 - (1 - p_a)(1 - p_b), computed in log space so extreme logits stay finite.
+
+    >>> combine_evidence(torch.tensor([0.0]), torch.tensor([0.0]), "noisy_or")  # 1 - 0.5 * 0.5 = 0.75
+    tensor([1.0986])
+    """
+    if rule == "max":
+        return torch.maximum(a, b)
+    if rule == "noisy_or":
+        log_neither = F.logsigmoid(-a) + F.logsigmoid(-b)  # log P(neither)
+        return torch.log(-torch.expm1(log_neither).clamp(max=-1e-12)) - log_neither
+    raise ValueError(f"caption_picture_rule: {rule!r} is not one of ('max', 'noisy_or')")

@@ -84,23 +84,33 @@ class Moderator:
             if finetuned.is_dir():
                 cfg = cfg.model_copy(update={"model": str(finetuned)})
             self.text_encoder = TextEncoder(cfg).to(device)
-        if self.meta["image_dim"]:
+        image_cfg = self.config.image_encoder
+        reads_pictures = self.meta["image_dim"] or self.meta.get("image_branch") == "text_head"
+        if reads_pictures and image_cfg.kind != "none":
             from moderation.encoders.image import build_image_encoder
 
-            self.image_encoder = build_image_encoder(self.config.image_encoder)
+            self.image_encoder = build_image_encoder(image_cfg)
+        self.ocr_reader = None
+        if reads_pictures and image_cfg.ocr:
+            from moderation.encoders.ocr import OcrReader
+
+            self.ocr_reader = OcrReader()
 
     def __repr__(self) -> str:
         return f"Moderator(version={self.version!r}, categories={self.categories}, modalities={self.modalities})"
 
     @property
     def modalities(self) -> list[str]:
-        return [m for m, enc in (("text", self.text_encoder), ("image", self.image_encoder)) if enc is not None]
+        reads_images = self.image_encoder is not None or self.ocr_reader is not None
+        return [m for m, on in (("text", self.text_encoder is not None), ("image", reads_images)) if on]
 
     # -- scoring -------------------------------------------------------------------------------------------
     def featurize(self, posts: list[dict]) -> Features:
         """Encoder features of posts (no cache: each post is seen once); refuses a post with nothing to score."""
         features = featurize({"text": [p.get("text") for p in posts], "image": [p.get("image") for p in posts]},
-                             len(self.categories), self.text_encoder, self.image_encoder, device=self.device)
+                             len(self.categories), self.text_encoder, self.image_encoder, device=self.device,
+                             ocr_reader=self.ocr_reader,
+                             ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained")
         for post, t, i in zip(posts, features.has_text, features.has_image):
             if not (t or i):
                 has = "an image" if post.get("image") is not None else "no text"
@@ -119,7 +129,8 @@ class Moderator:
         return ScoreArrays.concatenate(parts, self.categories)
 
     def score(self, items, batch_size: int = 64) -> list[dict] | dict:
-        """[{"id", "scores", "text_scores", "image_scores"}] ({category: p}; None for an absent modality)."""
+        """[{"id", "scores", "text_scores", "image_scores", "modality", "ocr_text"}] ({category: p}; None for an
+        absent modality; `modality`: which one drove each category; `ocr_text`: what was read in the picture)."""
         posts = as_posts(items)
         arrays = self.score_arrays(posts, batch_size)
         results = [{"id": p.get("id"), **arrays.post(i)} for i, p in enumerate(posts)]

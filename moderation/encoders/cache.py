@@ -101,3 +101,32 @@ def cached_image_features(encoder, paths: list, cache_dir: str | Path | None,
     if path:
         _save(path, {"features": features, **{f"extra_{k}": v for k, v in extras.items()}})
     return features, extras
+
+
+def cached_ocr_text(reader, images: list, cache_dir: str | Path | None, progress: bool = True) -> list[str]:
+    """The text read from each image ("" where an entry is None or nothing could be read), cached by image
+    content (path stamp or bytes hash) and the reader's identity, like the image features beside it."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from moderation.encoders.images import load_image
+
+    path = Path(cache_dir) / f"ocr-{_key(reader.identity, [_image_stamp(p) for p in images])}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            texts = json.loads(path.read_text())
+            if isinstance(texts, list) and len(texts) == len(images):
+                return texts
+        except ValueError as exc:  # a corrupt cache file is rebuilt, never trusted
+            log.warning("ignoring unreadable cache file %s (%s)", path, exc)
+    present = [i for i, p in enumerate(images) if p is not None]
+    texts = [""] * len(images)
+    for i in tqdm(present, desc="read text in images", unit="image", disable=not progress, mininterval=5):
+        texts[i] = reader.read_one(load_image(images[i]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(texts))
+        tmp.replace(path)
+    return texts

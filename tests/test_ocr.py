@@ -1,0 +1,140 @@
+"""Reading the text in pictures (OCR) and scoring it: the reader, the featurizer's OCR path and its cache, and
+the text-head image branch (a picture is scored by what it says; caption and picture evidence combine)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from moderation.config import TextEncoderConfig
+from moderation.features import featurize
+from moderation.model import NO_EVIDENCE, ModerationModel, combine_evidence
+from moderation.scoring import run_model
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"  # Debian's fonts-dejavu-core
+
+
+def render(text: str, size=(360, 120), background=(40, 90, 160)) -> Image.Image:
+    """A meme-style picture: white outlined capitals on a coloured background."""
+    image = Image.new("RGB", size, background)
+    try:
+        font = ImageFont.truetype(FONT, 30)
+    except OSError:
+        font = ImageFont.load_default(size=30)
+    ImageDraw.Draw(image).text((12, 40), text, font=font, fill="white", stroke_width=2, stroke_fill="black")
+    return image
+
+
+def png_bytes(colour=(200, 200, 200)) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG, OTHER_PNG = png_bytes(), png_bytes((10, 10, 10))
+
+
+class FixedReader:
+    """Stands in for OCR where the test is about what happens to the text, not reading it."""
+
+    identity = "fixed-reader"
+
+    def __init__(self, text: str):
+        self.text, self.calls = text, 0
+
+    def read_one(self, image) -> str:
+        self.calls += 1
+        return self.text
+
+
+@pytest.fixture(scope="module")
+def text_encoder(tiny_bert):
+    from moderation.encoders.text import TextEncoder
+
+    return TextEncoder(TextEncoderConfig(model=str(tiny_bert), max_length=16, window_stride=4, precision="fp32"))
+
+
+def test_the_reader_reads_rendered_words():
+    from moderation.encoders.ocr import OcrReader
+
+    text = OcrReader().read_one(render("HAVE A LOVELY DAY"))
+    assert text.replace(" ", "").upper() == "HAVEALOVELYDAY", text
+
+
+def test_a_picture_without_writing_reads_as_empty():
+    from moderation.encoders.ocr import OcrReader
+
+    assert OcrReader().read_one(Image.new("RGB", (64, 64), (200, 30, 30))) == ""
+
+
+def test_featurize_embeds_the_picture_text_and_caches_it_by_content(text_encoder, tmp_path):
+    reader = FixedReader("cats dogs weather")
+    png = tmp_path / "a.png"
+    render("x").save(png)
+    rows = {"text": ["hello", None, "only text"], "image": [str(png), png.read_bytes(), None]}
+    f = featurize(rows, 6, text_encoder, None, cache_dir=tmp_path / "cache", ocr_reader=reader)
+    assert f.ocr_text == ["cats dogs weather", "cats dogs weather", ""]
+    assert f.has_image.tolist() == [True, True, False] and f.has_ocr.tolist() == [True, True, False]
+    assert f.ocr_windows.shape[1] == text_encoder.dim
+    again = featurize(rows, 6, text_encoder, None, cache_dir=tmp_path / "cache", ocr_reader=reader)
+    assert reader.calls == 2 and again.ocr_text == f.ocr_text  # second pass read from the cache
+    b = f.batch(np.array([2, 0]))
+    assert b["has_ocr"].tolist() == [False, True] and int(b["ocr_owner"].max()) == 1
+
+
+def test_ocr_as_image_features_appends_the_mean_text_embedding(text_encoder):
+    f = featurize({"text": ["a", None], "image": [None, PNG]}, 6, text_encoder, None,
+                  ocr_reader=FixedReader("cats"), ocr_as_image_features=True)
+    assert f.image.shape == (2, text_encoder.dim)
+    assert not f.image[0].any() and f.image[1].any()
+
+
+def text_head_model(dim: int, rule: str = "max", nsfw_class: int | None = None) -> ModerationModel:
+    torch.manual_seed(0)
+    model = ModerationModel(["toxicity", "hate", "sexual"], "late", dim, 1024, hidden_dim=8,
+                            image_branch="text_head", caption_picture_rule=rule)
+    model.nsfw_class = nsfw_class
+    return model.eval()
+
+
+def test_a_picture_scores_like_a_caption_that_says_the_same(text_encoder):
+    model = text_head_model(text_encoder.dim)
+    words = "slurword cats weather"
+    caption = featurize({"text": [words], "image": [None]}, 3, text_encoder, None)
+    picture = featurize({"text": [None], "image": [PNG]}, 3, text_encoder, None, ocr_reader=FixedReader(words))
+    assert model.meta["image_dim"] == 0  # the head never sees image features in this branch
+    np.testing.assert_allclose(run_model(model, picture).image, run_model(model, caption).text, rtol=1e-6)
+    np.testing.assert_allclose(run_model(model, picture).fused, run_model(model, caption).fused, rtol=1e-6)
+
+
+def test_a_picture_with_nothing_readable_is_no_evidence_except_for_nsfw(text_encoder):
+    model = text_head_model(text_encoder.dim, nsfw_class=2)
+    f = featurize({"text": [None, None], "image": [PNG, OTHER_PNG]}, 3, text_encoder, None, ocr_reader=FixedReader(""))
+    f.extras["nsfw"] = np.array([0.97, 0.01], np.float32)
+    scores = run_model(model, f)
+    assert scores.image[:, :2].max() < 1e-6  # toxicity, hate: nothing read, nothing scored
+    assert scores.image[0, 2] == pytest.approx(0.97, abs=1e-4) and scores.image[1, 2] < 0.02
+
+
+@pytest.mark.parametrize("rule", ["max", "noisy_or"])
+def test_caption_and_picture_combine_by_the_rule_and_never_lower_either(text_encoder, rule):
+    model = text_head_model(text_encoder.dim, rule)
+    f = featurize({"text": ["cats weather music"], "image": [PNG]}, 3, text_encoder, None,
+                  ocr_reader=FixedReader("slurword threatword lewdword"))
+    s = run_model(model, f)
+    assert (s.fused >= np.maximum(s.text, s.image) - 1e-6).all()
+    expected = np.maximum(s.text, s.image) if rule == "max" else 1 - (1 - s.text) * (1 - s.image)
+    np.testing.assert_allclose(s.fused, expected, rtol=1e-5)
+    assert s.driving_modality(0) == {c: "text" if s.text[0, j] >= s.image[0, j] else "image"
+                                     for j, c in enumerate(s.categories)}
+
+
+def test_noisy_or_is_finite_at_extreme_logits():
+    big = torch.tensor([40.0, -40.0, NO_EVIDENCE])
+    out = combine_evidence(big, torch.tensor([NO_EVIDENCE] * 3), "noisy_or")
+    # P(either) of two tiny probabilities is about their sum: never below the larger, still tiny.
+    assert torch.isfinite(out).all() and out[0] > 39 and -20 <= out[1] < -19.9 and -20 < out[2] < -19
