@@ -1,1 +1,15 @@
-"""Serving: request/response schemas, decision policy, review queue store, Ray Serve app, reviewer page."""
+"""The moderation service: Ray Serve deployments, the HTTP API, the reviewer page, and the service's database.
+
+    app.py          build_app(args): the production application, built in one place (serve deploy, moderation serve)
+    local.py        run_service(...): what `moderation serve` runs (settings, local Ray, Serve, clean shutdown)
+    scorer.py       the Scorer deployment (batched model calls)
+    ingress.py      the HTTP ingress deployment and its FastAPI app
+    service.py      per request: score, decide (moderation.policy), queue, log, count
+    requests.py     reading a request: size limits, JSON / multipart, per-post and image checks
+    metrics.py      Prometheus metrics
+    settings.py     ServeSettings (pydantic-settings; YAML file + MODERATION_* environment)
+    auth.py         API keys with roles
+    schemas.py      moderation API bodies; review_models.py / review_api.py: the reviewer API and page
+    db/             review queue, prediction log, schema, Alembic migrations (SQLite / PostgreSQL)
+    bulk.py         bulk scoring with Ray Data
+"""

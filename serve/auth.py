@@ -1,16 +1,27 @@
 """API keys with roles (submitter, reviewer, admin) as FastAPI dependencies.
 
-`require("reviewer")` returns a dependency that yields the caller's name, or answers 401 (no or unknown
-key) / 403 (key without the role). Admin implies every role. Keys are compared in constant time.
+`submitter`, `reviewer` and `admin` are dependencies that yield the caller's name, or answer 401 (no or
+unknown key) / 403 (key without the role). Admin implies every role. Keys are compared in constant time. The
+key is read with FastAPI's security utilities (`Authorization: Bearer <key>` or `X-API-Key`), so the OpenAPI
+document shows both schemes.
+
+The routes are declared once, at module level; which keys are valid is per app: the app provides its
+`Authenticator` by overriding the `authenticator` dependency (`app.dependency_overrides`), the ingress from its
+replica's settings, a test from its own.
 """
 
-# No `from __future__ import annotations`: FastAPI must see real annotations on closures Ray pickles by value.
+# No `from __future__ import annotations`: FastAPI must see real annotations on the dependencies.
 
 import hmac
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .settings import ServeSettings
+from .settings import Role, ServeSettings
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key in an `X-API-Key` header")
 
 
 class Authenticator:
@@ -18,9 +29,7 @@ class Authenticator:
         self.disabled = settings.auth == "disabled"
         self.keys = [(k.key.encode(), k.name, set(k.roles)) for k in settings.api_keys]
 
-    def identify(self, request: Request) -> tuple[str, set[str]] | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    def identify(self, token: str | None) -> tuple[str, set[str]] | None:
         if not token:
             return None
         found = None
@@ -29,17 +38,42 @@ class Authenticator:
                 found = (name, roles)
         return found
 
-    def require(self, role: str):
-        def dependency(request: Request) -> str:
-            if self.disabled:
-                return request.headers.get("x-reviewer", "local-dev")
-            who = self.identify(request)
-            if who is None:
-                raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)",
-                                    headers={"WWW-Authenticate": "Bearer"})
-            name, roles = who
-            if role not in roles and "admin" not in roles:
-                raise HTTPException(403, f"API key {name!r} lacks the {role!r} role (has {sorted(roles)})")
-            return name
+    def check(self, request: Request, token: str | None, role: Role) -> str:
+        """The caller's name if `token` carries `role`; 401 / 403 otherwise (auth disabled: X-Reviewer or local-dev)."""
+        if self.disabled:
+            return request.headers.get("x-reviewer", "local-dev")
+        who = self.identify(token)
+        if who is None:
+            raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer <key>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        name, roles = who
+        if role not in roles and "admin" not in roles:
+            raise HTTPException(403, f"API key {name!r} lacks the {role!r} role (has {sorted(roles)})")
+        return name
 
-        return dependency
+
+def authenticator() -> Authenticator:
+    """The app's key check; an app that mounts routes using the role dependencies overrides this."""
+    raise RuntimeError("serve.auth.authenticator is not wired: the app must set "
+                       "app.dependency_overrides[serve.auth.authenticator]")
+
+
+def presented_key(bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+                  api_key: Annotated[str | None, Security(_api_key)]) -> str | None:
+    return bearer.credentials.strip() if bearer is not None else api_key
+
+
+def require(role: Role):
+    """A dependency yielding the caller's name when their key has `role` (see the module docstring)."""
+
+    def caller(request: Request, auth: Annotated[Authenticator, Depends(authenticator)],
+               token: Annotated[str | None, Depends(presented_key)]) -> str:
+        return auth.check(request, token, role)
+
+    caller.__name__ = f"require_{role}"
+    return caller
+
+
+submitter = require("submitter")
+reviewer = require("reviewer")
+admin = require("admin")

@@ -15,7 +15,7 @@ class BatchScorer:
     """A Ray Data callable class: loads the model once per worker, scores a batch of rows."""
 
     def __init__(self, run_dir: str | None):
-        from moderation.predict import Moderator
+        from moderation.moderator import Moderator
 
         self.moderator = Moderator(run_dir)
 

@@ -1,195 +1,106 @@
-"""Request handling for the ingress that is independent of Ray: size limits, parsing, image checks, metrics.
+"""The HTTP ingress deployment (`ModerationIngress`) and its FastAPI app, declared at module level.
 
-Bad input gets a 4xx that names the field: 413 for a body or image over its limit, 422 for a request that
-does not match the schema (which posts[i].field, and why), 400 for bytes that are not a usable image.
+    HTTP -> ModerationIngress (auth, validation, policy, review queue and page, prediction log, metrics)
+              -> Scorer (serve.scorer; @serve.batch: posts from concurrent requests are scored together)
+
+Ray Serve's class-based FastAPI ingress: the routes that need the replica's state are methods (`self`);
+the reviewer API and page (`serve.review_api`) are module-level routes whose context and key check are the
+replica's, given through the `review_context` / `authenticator` dependency overrides, which find the replica
+the way Ray's class-based views find `self` (`serve.get_replica_context().servable_object`).
+`serve.app.build_app` composes the deployments with `.bind()`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Ray's class-based FastAPI views need real annotations.
 
-import base64
-import binascii
-import json
-import threading
-from dataclasses import dataclass
+import asyncio
+from typing import Annotated
 
-from fastapi import HTTPException, Request
-from pydantic import ValidationError
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
 
-from .schemas import ModerateRequest, PostIn
+from . import auth
+from .auth import Authenticator
+from .review_api import ReviewContext, mount_review
+from .schemas import ModelInfo, ModerateRequest, ModerateResponse
+from .service import ModerationService
 from .settings import ServeSettings
 
-_QUEUES: dict[str, object] = {}
-_QUEUES_LOCK = threading.Lock()
+app = FastAPI(title="Moderation API", version="1",
+              description="Scores posts per harm category and decides allow / review / block; human review queue.")
 
 
-def shared_queue(url: str, severities: dict[str, float] | None = None):
-    """One open review queue per URL per process (replicas open theirs lazily, after Ray forks them).
-
-    `severities` ({category: weight} from the model's config) order the queue by how severe a flagged
-    category is; labels are checked against the categories each item was scored on.
-    """
-    with _QUEUES_LOCK:
-        if url not in _QUEUES:
-            from .review_queue import open_queue
-
-            _QUEUES[url] = open_queue(url, severities=severities)
-        return _QUEUES[url]
+def this_replica() -> "ModerationIngress":
+    return serve.get_replica_context().servable_object
 
 
-@dataclass
-class ParsedPost:
-    id: str
-    text: str | None
-    image_bytes: bytes | None = None
-    image_mime: str | None = None
-    field: str = "posts[0]"  # where it came from in the request, for error messages
+def _review_context() -> ReviewContext:
+    return this_replica().review
 
 
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it exceeds `limit` (a lying Content-Length does not help)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # Starlette re-reads a cached body for request.form()
-    return body
+def _authenticator() -> Authenticator:
+    return this_replica().auth
 
 
-async def parse_moderate_request(request: Request, body: bytes, settings: ServeSettings) -> list[ParsedPost]:
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        posts = [await _parse_multipart(request)]
-    elif content_type.startswith("application/json") or not content_type:
-        posts = _parse_json(body)
-    else:
-        raise HTTPException(415, f"content type {content_type!r}: send application/json or multipart/form-data")
-    if len(posts) > settings.max_posts_per_request:
-        raise HTTPException(422, f"posts: {len(posts)} posts, at most {settings.max_posts_per_request} per request")
-    seen = set()
-    for post in posts:
-        _check_post(post, settings)
-        if post.id in seen:
-            raise HTTPException(422, f"{post.field}.id: duplicate id {post.id!r} in one request")
-        seen.add(post.id)
-    return posts
+mount_review(app, _review_context, _authenticator)
 
 
-def _parse_json(body: bytes) -> list[ParsedPost]:
-    try:
-        payload = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"body is not valid JSON: {exc}") from None
-    try:
-        if isinstance(payload, dict) and "posts" in payload:
-            items = ModerateRequest.model_validate(payload).posts
-        else:
-            items = [PostIn.model_validate(payload)]  # a single post is accepted as the whole body
-    except ValidationError as exc:
-        raise HTTPException(422, _validation_message(exc)) from None
-    posts = []
-    for i, item in enumerate(items):
-        image = None
-        if item.image_base64 is not None:
-            try:
-                image = base64.b64decode(item.image_base64, validate=True)
-            except (binascii.Error, ValueError):
-                raise HTTPException(400, f"posts[{i}].image_base64: not valid base64") from None
-        posts.append(ParsedPost(id=item.id, text=item.text, image_bytes=image, field=f"posts[{i}]"))
-    return posts
+@app.middleware("http")
+async def announce_dev_mode(request: Request, call_next):
+    response = await call_next(request)
+    if this_replica().auth.disabled:
+        response.headers["X-Auth-Disabled"] = "true"
+    return response
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        parts.append(f"{loc or 'body'}: {err['msg']}")
-    return "; ".join(parts)
+@app.get("/healthz")
+async def healthz():
+    return {"status": "ok"}
 
 
-async def _parse_multipart(request: Request) -> ParsedPost:
-    form = await request.form()
-    unknown = set(form) - {"id", "text", "image"}
-    if unknown:
-        raise HTTPException(422, f"form fields {sorted(unknown)} not allowed (id, text, image)")
-    post_id = form.get("id")
-    if not post_id or not isinstance(post_id, str):
-        raise HTTPException(422, "id: required form field")
-    image = form.get("image")
-    data = await image.read() if image is not None and hasattr(image, "read") else None
-    text = form.get("text")
-    return ParsedPost(id=post_id, text=text if isinstance(text, str) else None, image_bytes=data or None)
+@app.get("/", include_in_schema=False)
+async def root():
+    return RedirectResponse("/review")
 
 
-def _check_post(post: ParsedPost, settings: ServeSettings) -> None:
-    if post.text is not None and len(post.text) > settings.max_text_chars:
-        raise HTTPException(422, f"{post.field}.text: {len(post.text)} characters, at most {settings.max_text_chars}")
-    if not (post.text and post.text.strip()) and not post.image_bytes:
-        raise HTTPException(422, f"{post.field}: empty post (give text, an image, or both)")
-    if post.image_bytes and len(post.image_bytes) > settings.max_image_bytes:
-        raise HTTPException(413, f"{post.field}.image: {len(post.image_bytes)} bytes, at most {settings.max_image_bytes}")
+def _moderate_openapi() -> dict:
+    """`/v1/moderate` reads its body itself (size limit first, then JSON or multipart), so document both."""
+    schema = ModerateRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {k: v for k, v in schema.items() if k != "$defs"}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "id": {"type": "string"}, "text": {"type": "string"}, "image": {"type": "string", "format": "binary"}},
+            "required": ["id"]}}}}}
 
 
-def decode_image(post: ParsedPost, settings: ServeSettings) -> bytes:
-    """Check the upload really is a decodable image within the pixel limit; 400 naming the field if not."""
-    from moderation.encoders.images import ImageError, load_image
+@serve.deployment(name="ModerationAPI", ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(app)
+class ModerationIngress:
+    def __init__(self, scorer: DeploymentHandle, settings: ServeSettings, categories: list[str],
+                 severities: dict[str, float]):
+        self.auth = Authenticator(settings)
+        self.service = ModerationService(scorer, settings, severities)
+        self.review = ReviewContext(self.service.queue, settings, list(categories), self.service.thresholds)
 
-    try:
-        load_image(post.image_bytes, max_pixels=settings.max_image_pixels)
-    except ImageError as exc:
-        raise HTTPException(400, f"{post.field}.image: {exc}") from None
-    post.image_mime = _MIME.get(_sniff(post.image_bytes), "application/octet-stream")
-    return post.image_bytes
+    @app.post("/v1/moderate", response_model=ModerateResponse, openapi_extra=_moderate_openapi())
+    async def moderate(self, request: Request, caller: Annotated[str, Depends(auth.submitter)]) -> ModerateResponse:
+        # The key is checked before the body is read (the body is read here, not by FastAPI).
+        return await self.service.moderate(request)
 
+    @app.get("/v1/model", response_model=ModelInfo)
+    async def model_info(self) -> ModelInfo:
+        return await self.service.model_info()
 
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
+    @app.get("/readyz")
+    async def readyz(self):
+        try:
+            info = await asyncio.wait_for(self.service.info(), timeout=5)
+            await asyncio.to_thread(self.service.queue)
+        except Exception as exc:
+            return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
+        return {"status": "ready", "model_version": info["model_version"]}
 
-
-def _sniff(data: bytes) -> str | None:
-    from io import BytesIO
-
-    from PIL import Image
-
-    try:
-        with Image.open(BytesIO(data)) as img:
-            return img.format
-    except Exception:
-        return None
-
-
-class ServiceMetrics:
-    """Prometheus metrics of one ingress replica (requests, latency, batch sizes, actions per category)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter("moderation_requests", "moderation requests answered", registry=self.registry)
-        self.posts = Counter("moderation_posts", "posts scored", ["action"], registry=self.registry)
-        self.category_actions = Counter("moderation_category_actions", "per-category actions",
-                                        ["category", "action"], registry=self.registry)
-        self.latency = Histogram("moderation_request_latency_ms", "server-side request latency (ms)",
-                                 buckets=(5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000), registry=self.registry)
-        self.batch = Histogram("moderation_batch_size", "size of the model batch each post was scored in",
-                               buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
-
-    def observe_request(self, elapsed_ms: float, batch_sizes: list[int], results: list) -> None:
-        self.requests.inc()
-        self.latency.observe(elapsed_ms)
-        for size in batch_sizes:
-            self.batch.observe(size)
-        for r in results:
-            self.posts.labels(r.action).inc()
-            for category, c in r.categories.items():
-                if c.action != "allow":
-                    self.category_actions.labels(category, c.action).inc()
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics(self):
+        return PlainTextResponse(self.service.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,8 +1,10 @@
-"""The reviewer HTTP API and the reviewer page: `build_review_router(...)` -> a FastAPI router.
+"""The reviewer HTTP API and the reviewer page: the module-level `router`, mounted with `mount_review`.
 
 Owns the mapping from HTTP to the review queue (who may call what, which queue error becomes which status)
-and serving the static reviewer page. The queue itself (leases, decisions, audit, export) is
-`serve.review_queue`; the bodies' shapes are `serve.review_models`.
+and serving the static reviewer page. The queue itself (leases, decisions, audit, export) is `serve.db`; the
+bodies' shapes are `serve.review_models`. The routes are declared once; what they work on (the queue, the
+categories, the thresholds of each model version, the keys) is the app's `ReviewContext`, which the app
+provides by overriding the `review_context` and `serve.auth.authenticator` dependencies (`mount_review`).
 
 Endpoints (reviewer role unless noted; admin implies every role):
     GET  /v1/review/config                      the categories, default lease, who you are, auth mode
@@ -24,32 +26,34 @@ Errors: 401/403 from auth; 404 unknown item; 409 not your claim, lease expired o
 422 bad input (unknown category, bad label value, naive `since`), each with a `detail` that names it.
 """
 
-# No `from __future__ import annotations` here: FastAPI reads the route signatures at run time, and the
-# `reviewer` / `admin` dependency aliases are local variables, so string annotations would not resolve.
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at run time.
 
 import html
 import logging
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.background import BackgroundTask
 
+from moderation.policy import Thresholds
+
+from . import auth
 from .auth import Authenticator
+from .db import ClaimError, Item, ItemNotFound, ReviewQueue
+from .db.records import check_labels
 from .review_models import (
     AuditEventOut, ClaimIn, ClaimOut, DecisionIn, DecisionOut, ErrorOut, ExportIn, ExtendIn, PendingOut,
     ReviewConfigOut, ReviewItemOut, StatsOut,
 )
-from .review_queue import ClaimError, Item, ItemNotFound, ReviewQueue
-from .review_queue.records import check_labels
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ ERRORS = {404: {"model": ErrorOut, "description": "no such item"},
           409: {"model": ErrorOut, "description": "not your claim, lease expired, or already decided"},
           422: {"description": "bad input; `detail` names the field or category and what is allowed"}}
 
-ThresholdsLookup = Callable[[str], Mapping[str, Mapping[str, float]] | None]
+ThresholdsLookup = Callable[[str], Thresholds | None]  # model version -> that version's thresholds, if known
 
 
 @contextmanager
@@ -83,46 +87,17 @@ def queue_errors() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from None
 
 
-def build_review_router(
-    queue_provider: Callable[[], ReviewQueue],
-    auth: Authenticator,
-    settings: ServeSettings,
-    categories: list[str],
-    thresholds: ThresholdsLookup | None = None,
-) -> APIRouter:
-    """The reviewer API and page as one router; include it in the service's FastAPI app.
-
-    `queue_provider` is called on every request (so a Ray Serve replica can open its queue lazily, after
-    fork); `categories` orders the label toggles and is what labels are checked against. `thresholds`
-    maps a model version to its {category: {"review", "block"}} (None when unknown); it pre-fills the
-    page's labels, and without it the suggestion falls back to fused >= 0.5 (the item says which rule).
-    """
-    ctx = _Context(queue_provider, auth, settings, list(categories), thresholds or (lambda version: None))
-    router = APIRouter(tags=["review"])
-    _add_item_routes(router, ctx)
-    _add_claim_routes(router, ctx)
-    _add_queue_routes(router, ctx)
-    _add_page_routes(router, auth)
-    return router
-
-
 @dataclass(frozen=True)
-class _Context:
-    """What every route needs: the queue, the settings, and the caller's identity as a dependency."""
+class ReviewContext:
+    """What the review routes work on. `queue` is called on every request (a Ray Serve replica opens its queue
+    lazily, after fork); `categories` orders the label toggles and is what labels are checked against;
+    `thresholds` maps a model version to its `Thresholds` (None when unknown): they pre-fill the page's
+    labels and name the driving categories, and without them the suggestion falls back to fused >= 0.5."""
 
     queue: Callable[[], ReviewQueue]
-    auth: Authenticator
     settings: ServeSettings
     categories: list[str]
-    thresholds: ThresholdsLookup
-
-    @property
-    def reviewer(self) -> Any:  # a parameter annotated with this is the caller's name, reviewer role checked
-        return Annotated[str, Depends(self.auth.require("reviewer"))]
-
-    @property
-    def admin(self) -> Any:
-        return Annotated[str, Depends(self.auth.require("admin"))]
+    thresholds: ThresholdsLookup = lambda version: None
 
     def item_out(self, request: Request, item: Item, with_decision: bool = False) -> ReviewItemOut:
         url = None
@@ -132,89 +107,112 @@ class _Context:
         return ReviewItemOut.of(item, url, self.thresholds(item.model_version), decision)
 
 
-def _add_item_routes(router: APIRouter, ctx: _Context) -> None:
-    """Reading items: the open list, one item, its image."""
-    reviewer = ctx.reviewer
-
-    @router.get("/v1/review/items", response_model=PendingOut, summary="Open items, in the order claims serve them")
-    def list_items(request: Request, who: reviewer, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> PendingOut:
-        pending = ctx.queue().list_pending(limit=limit, offset=offset)
-        return PendingOut(items=[ctx.item_out(request, item) for item in pending], limit=limit, offset=offset)
-
-    @router.get("/v1/review/items/{item_id}", response_model=ReviewItemOut, responses=ERRORS, summary="One item")
-    def get_item(request: Request, item_id: int, who: reviewer) -> ReviewItemOut:
-        with queue_errors():
-            return ctx.item_out(request, ctx.queue().get(item_id), with_decision=True)
-
-    @router.get("/v1/review/items/{item_id}/image", response_class=Response, responses=ERRORS,
-                summary="The item's image bytes, served with their MIME type")
-    def get_image(item_id: int, who: reviewer) -> Response:
-        with queue_errors():
-            item = ctx.queue().get(item_id)
-        if item.image is None:
-            raise HTTPException(404, f"item {item_id} has no image (it is a text-only post)")
-        return Response(item.image, media_type=item.image_mime, headers=IMAGE_HEADERS)
+def review_context() -> ReviewContext:
+    """The app's ReviewContext; the app that mounts `router` overrides this (see `mount_review`)."""
+    raise RuntimeError("serve.review_api.review_context is not wired: mount the router with mount_review(app, ...)")
 
 
-def _add_claim_routes(router: APIRouter, ctx: _Context) -> None:
-    """Working items: claim, decide, release, extend (each checked against the caller's own claim)."""
-    reviewer, default_lease = ctx.reviewer, ctx.settings.review_lease_s
-
-    @router.post("/v1/review/claim", response_model=ClaimOut, summary="Claim the next items for a lease")
-    def claim(request: Request, who: reviewer, body: Annotated[ClaimIn, Body()] = ClaimIn()) -> ClaimOut:
-        lease_s = body.lease_s or default_lease
-        with queue_errors():
-            claimed = ctx.queue().claim(who, lease_seconds=lease_s, n=body.n)
-        return ClaimOut(items=[ctx.item_out(request, item) for item in claimed], lease_s=lease_s)
-
-    @router.post("/v1/review/items/{item_id}/decision", response_model=DecisionOut, responses=ERRORS,
-                 summary="Decide an item you hold a live claim on")
-    def decide(item_id: int, body: DecisionIn, who: reviewer) -> DecisionOut:
-        with queue_errors():
-            labels = check_labels(body.labels, ctx.categories)  # 422 naming an unknown category
-            decision = ctx.queue().decide(item_id, who, body.action, labels, note=body.note)
-        return DecisionOut.of(decision)
-
-    @router.post("/v1/review/items/{item_id}/release", response_model=ReviewItemOut, responses=ERRORS,
-                 summary="Give your claim back to the queue (skip)")
-    def release(request: Request, item_id: int, who: reviewer) -> ReviewItemOut:
-        with queue_errors():
-            return ctx.item_out(request, ctx.queue().release(item_id, who))
-
-    @router.post("/v1/review/items/{item_id}/extend", response_model=ReviewItemOut, responses=ERRORS,
-                 summary="Extend your live claim from now")
-    def extend(request: Request, item_id: int, who: reviewer,
-               body: Annotated[ExtendIn, Body()] = ExtendIn()) -> ReviewItemOut:
-        with queue_errors():
-            item = ctx.queue().extend_lease(item_id, who, body.lease_s or default_lease)
-        return ctx.item_out(request, item)
+def mount_review(app: FastAPI, context: Callable[[], ReviewContext], authenticator: Callable[[], Authenticator]) -> None:
+    """Include the reviewer API and page in `app`, with the dependencies that give them their context and keys."""
+    app.include_router(router)
+    app.dependency_overrides[review_context] = context
+    app.dependency_overrides[auth.authenticator] = authenticator
 
 
-def _add_queue_routes(router: APIRouter, ctx: _Context) -> None:
-    """The queue as a whole: page set-up, counts, the audit log and the export (the last two admin-only)."""
-    reviewer, admin = ctx.reviewer, ctx.admin
+Context = Annotated[ReviewContext, Depends(review_context)]
+Reviewer = Annotated[str, Depends(auth.reviewer)]  # the caller's name, reviewer role checked
+Admin = Annotated[str, Depends(auth.admin)]
+router = APIRouter(tags=["review"])
 
-    @router.get("/v1/review/config", response_model=ReviewConfigOut, summary="Reviewer page set-up")
-    def review_config(who: reviewer) -> ReviewConfigOut:
-        return ReviewConfigOut(reviewer=who, categories=ctx.categories, auth_disabled=ctx.auth.disabled,
-                               lease_s=ctx.settings.review_lease_s)
 
-    @router.get("/v1/review/stats", response_model=StatsOut, summary="Queue counts")
-    def stats(who: reviewer) -> StatsOut:
-        return StatsOut(**ctx.queue().stats())
+# -- reading items: the open list, one item, its image --------------------------------------------------
 
-    @router.get("/v1/review/audit", response_model=list[AuditEventOut], summary="Audit events, oldest first (admin)")
-    def audit(who: admin, item_id: int | None = None,
-              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEventOut]:
-        return [AuditEventOut.of(event) for event in ctx.queue().audit(item_id=item_id, limit=limit)]
 
-    @router.post("/v1/review/export", response_class=FileResponse, summary="Reviewed rows as training data (admin)",
-                 description="A zip holding `reviewed.jsonl` (generic JSONL: id, text, image, labels) and the "
-                             "`images/` its rows refer to. The row count is in the `X-Export-Rows` header.",
-                 responses={200: {"content": {"application/zip": {}}}, 422: ERRORS[422]})
-    def export(who: admin, body: Annotated[ExportIn, Body()] = ExportIn()) -> FileResponse:
-        return _export_zip(ctx.queue(), who, body.since)
+@router.get("/v1/review/items", response_model=PendingOut, summary="Open items, in the order claims serve them")
+def list_items(request: Request, who: Reviewer, ctx: Context, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+               offset: Annotated[int, Query(ge=0)] = 0) -> PendingOut:
+    pending = ctx.queue().list_pending(limit=limit, offset=offset)
+    return PendingOut(items=[ctx.item_out(request, item) for item in pending], limit=limit, offset=offset)
+
+
+@router.get("/v1/review/items/{item_id}", response_model=ReviewItemOut, responses=ERRORS, summary="One item")
+def get_item(request: Request, item_id: int, who: Reviewer, ctx: Context) -> ReviewItemOut:
+    with queue_errors():
+        return ctx.item_out(request, ctx.queue().get(item_id), with_decision=True)
+
+
+@router.get("/v1/review/items/{item_id}/image", response_class=Response, responses=ERRORS,
+            summary="The item's image bytes, served with their MIME type")
+def get_image(item_id: int, who: Reviewer, ctx: Context) -> Response:
+    with queue_errors():
+        item = ctx.queue().get(item_id)
+    if item.image is None:
+        raise HTTPException(404, f"item {item_id} has no image (it is a text-only post)")
+    return Response(item.image, media_type=item.image_mime, headers=IMAGE_HEADERS)
+
+
+# -- working items: claim, decide, release, extend (each checked against the caller's own claim) ---------
+
+
+@router.post("/v1/review/claim", response_model=ClaimOut, summary="Claim the next items for a lease")
+def claim(request: Request, who: Reviewer, ctx: Context, body: Annotated[ClaimIn, Body()] = ClaimIn()) -> ClaimOut:
+    lease_s = body.lease_s or ctx.settings.review_lease_s
+    with queue_errors():
+        claimed = ctx.queue().claim(who, lease_seconds=lease_s, n=body.n)
+    return ClaimOut(items=[ctx.item_out(request, item) for item in claimed], lease_s=lease_s)
+
+
+@router.post("/v1/review/items/{item_id}/decision", response_model=DecisionOut, responses=ERRORS,
+             summary="Decide an item you hold a live claim on")
+def decide(item_id: int, body: DecisionIn, who: Reviewer, ctx: Context) -> DecisionOut:
+    with queue_errors():
+        labels = check_labels(body.labels, ctx.categories)  # 422 naming an unknown category
+        decision = ctx.queue().decide(item_id, who, body.action, labels, note=body.note)
+    return DecisionOut.of(decision)
+
+
+@router.post("/v1/review/items/{item_id}/release", response_model=ReviewItemOut, responses=ERRORS,
+             summary="Give your claim back to the queue (skip)")
+def release(request: Request, item_id: int, who: Reviewer, ctx: Context) -> ReviewItemOut:
+    with queue_errors():
+        return ctx.item_out(request, ctx.queue().release(item_id, who))
+
+
+@router.post("/v1/review/items/{item_id}/extend", response_model=ReviewItemOut, responses=ERRORS,
+             summary="Extend your live claim from now")
+def extend(request: Request, item_id: int, who: Reviewer, ctx: Context,
+           body: Annotated[ExtendIn, Body()] = ExtendIn()) -> ReviewItemOut:
+    with queue_errors():
+        item = ctx.queue().extend_lease(item_id, who, body.lease_s or ctx.settings.review_lease_s)
+    return ctx.item_out(request, item)
+
+
+# -- the queue as a whole: page set-up, counts, the audit log and the export (the last two admin-only) ---
+
+
+@router.get("/v1/review/config", response_model=ReviewConfigOut, summary="Reviewer page set-up")
+def review_config(who: Reviewer, ctx: Context) -> ReviewConfigOut:
+    return ReviewConfigOut(reviewer=who, categories=ctx.categories, auth_disabled=ctx.settings.auth == "disabled",
+                           lease_s=ctx.settings.review_lease_s)
+
+
+@router.get("/v1/review/stats", response_model=StatsOut, summary="Queue counts")
+def stats(who: Reviewer, ctx: Context) -> StatsOut:
+    return StatsOut(**ctx.queue().stats())
+
+
+@router.get("/v1/review/audit", response_model=list[AuditEventOut], summary="Audit events, oldest first (admin)")
+def audit(who: Admin, ctx: Context, item_id: int | None = None,
+          limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEventOut]:
+    return [AuditEventOut.of(event) for event in ctx.queue().audit(item_id=item_id, limit=limit)]
+
+
+@router.post("/v1/review/export", response_class=FileResponse, summary="Reviewed rows as training data (admin)",
+             description="A zip holding `reviewed.jsonl` (generic JSONL: id, text, image, labels) and the "
+                         "`images/` its rows refer to. The row count is in the `X-Export-Rows` header.",
+             responses={200: {"content": {"application/zip": {}}}, 422: ERRORS[422]})
+def export(who: Admin, ctx: Context, body: Annotated[ExportIn, Body()] = ExportIn()) -> FileResponse:
+    return _export_zip(ctx.queue(), who, body.since)
 
 
 def _export_zip(queue: ReviewQueue, who: str, since: datetime | None) -> FileResponse:
@@ -238,21 +236,22 @@ def _export_zip(queue: ReviewQueue, who: str, since: datetime | None) -> FileRes
                         background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
 
 
-def _add_page_routes(router: APIRouter, auth: Authenticator) -> None:
-    """`GET /review` and its two static files. The page is public: the API behind it checks the key."""
-    template = (STATIC_DIR / "review.html").read_text(encoding="utf-8")
+# -- the page: `GET /review` and its two static files. Public: the API behind it checks the key. ----------
 
-    @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
-    def review_page(request: Request) -> HTMLResponse:
-        # Filled in on the server so the auth-disabled banner shows even before (or without) the script.
-        page = (template.replace("__AUTH_MODE__", "disabled" if auth.disabled else "required")
-                .replace("__ROOT__", html.escape(request.scope.get("root_path", ""), quote=True)))
-        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store",
-                                           "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+_TEMPLATE = (STATIC_DIR / "review.html").read_text(encoding="utf-8")
 
-    @router.get("/review/static/{name}", include_in_schema=False)
-    def review_static(name: str) -> FileResponse:
-        if name not in STATIC_FILES:
-            raise HTTPException(404, f"no static file {name!r} (have: {sorted(STATIC_FILES)})")
-        return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name],
-                            headers={"X-Content-Type-Options": "nosniff"})
+
+@router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+def review_page(request: Request, ctx: Context) -> HTMLResponse:
+    # Filled in on the server so the auth-disabled banner shows even before (or without) the script.
+    page = (_TEMPLATE.replace("__AUTH_MODE__", ctx.settings.auth)
+            .replace("__ROOT__", html.escape(request.scope.get("root_path", ""), quote=True)))
+    return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store",
+                                       "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/review/static/{name}", include_in_schema=False)
+def review_static(name: str) -> FileResponse:
+    if name not in STATIC_FILES:
+        raise HTTPException(404, f"no static file {name!r} (have: {sorted(STATIC_FILES)})")
+    return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name], headers={"X-Content-Type-Options": "nosniff"})

@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from .review_queue import AuditEvent, Decision, Item
+from moderation.policy import Action, Thresholds, decide, suggested_labels
+
+from .db import AuditEvent, Decision, Item
+from .schemas import ClassThresholdsOut, thresholds_out
 
 SCORE_FALLBACK = 0.5  # label suggestion when the item's model version has no known thresholds
 
@@ -28,9 +31,9 @@ class ModalityScores(BaseModel):
     image: float | None = Field(description="image-only probability; null when the post had no image")
 
 
-class CategoryThresholds(BaseModel):
-    review: float = Field(description="fused score at or above which the category goes to review")
-    block: float = Field(description="fused score at or above which the category blocks")
+class SamplingOut(BaseModel):
+    random_review_rate: float = Field(description="share of allowed posts the service sent to review")
+    block_review_rate: float = Field(description="share of blocked posts the service also sent to review")
 
 
 class DecisionOut(BaseModel):
@@ -54,13 +57,20 @@ class ReviewItemOut(BaseModel):
     image_url: str | None = Field(description="URL of the post's image (needs the same API key); null if none")
     image_mime: str | None = Field(description="the image's MIME type, e.g. image/png")
     scores: dict[str, ModalityScores] = Field(description="per category: fused, text-only and image-only scores")
-    thresholds: dict[str, CategoryThresholds] | None = Field(
-        description="the thresholds of the model version that scored the item, when the server knows them")
+    thresholds: dict[str, ClassThresholdsOut] | None = Field(
+        description="the thresholds of the model version that scored the item, when the server knows them: "
+                    "review and block per category, and whether the category may block (and if not, why)")
+    drivers: list[str] | None = Field(
+        description="the categories that drove the model's action, highest score first (empty for a random "
+                    "sample of allowed posts); null when the thresholds are not known")
     suggested_labels: dict[str, int] = Field(
         description="the model's suggestion per category (1 = at or above its review threshold), to pre-fill")
     suggestion_rule: str = Field(description="how `suggested_labels` was derived")
-    model_action: Literal["allow", "review", "block"] = Field(description="what the model decided")
-    reason: str = Field(description="why the item is in the queue: review_band, random_sample, ...")
+    model_action: Action = Field(description="what the model decided")
+    reason: str = Field(description="why the item is in the queue: review_band, random_sample, block_sample "
+                                    "(moderation.policy.Reason)")
+    sampling: SamplingOut | None = Field(
+        description="the review sampling rates in force when the item was enqueued; null for older items")
     model_version: str
     priority: float = Field(description="higher is served first (severity x closeness to the block threshold)")
     status: Literal["pending", "claimed", "decided"]
@@ -70,13 +80,18 @@ class ReviewItemOut(BaseModel):
     decision: DecisionOut | None = Field(None, description="the decision, once decided (item detail only)")
 
     @classmethod
-    def of(cls, item: Item, image_url: str | None, thresholds: Mapping[str, Mapping[str, float]] | None,
+    def of(cls, item: Item, image_url: str | None, thresholds: Thresholds | None,
            decision: Decision | None = None) -> ReviewItemOut:
-        labels, rule = suggest_labels(item.scores, thresholds, item.model_version)
-        known = {c: dict(t) for c, t in (thresholds or {}).items() if c in item.scores} or None
+        fused = {c: s["fused"] for c, s in item.scores.items()}
+        if thresholds is not None and not all(c in thresholds.categories for c in fused):
+            thresholds = None  # another model's categories: showing some of them would mislead
+        labels, rule = suggest_labels(fused, thresholds, item.model_version)
+        drivers = None if thresholds is None else list(decide(fused, thresholds).drivers)
         return cls(
             id=item.id, post_id=item.post_id, text=item.text, image_url=image_url, image_mime=item.image_mime,
-            scores=item.scores, thresholds=known, suggested_labels=labels, suggestion_rule=rule,
+            scores=item.scores, thresholds=None if thresholds is None else thresholds_out(thresholds, fused),
+            drivers=drivers, suggested_labels=labels, suggestion_rule=rule,
+            sampling=None if item.sampling is None else SamplingOut(**item.sampling.model_dump()),
             model_action=item.action, reason=item.reason, model_version=item.model_version,
             priority=item.priority, status=item.status, created_at=item.created_at,
             claim_owner=item.claim_owner, lease_expires_at=item.lease_expires_at,
@@ -84,18 +99,16 @@ class ReviewItemOut(BaseModel):
         )
 
 
-def suggest_labels(scores: Mapping[str, Mapping[str, float | None]],
-                   thresholds: Mapping[str, Mapping[str, float]] | None,
+def suggest_labels(fused: Mapping[str, float], thresholds: Thresholds | None,
                    model_version: str) -> tuple[dict[str, int], str]:
-    """({category: 0|1}, rule): 1 where the fused score is at or above the category's review threshold.
+    """({category: 0|1}, rule): the policy's `suggested_labels` (1 at or above the review threshold).
 
     Items do not carry their thresholds, so they come from the server's lookup by model version; for a
     version it does not know (an old model), fall back to fused >= 0.5 and say so, so the page can show it.
     """
-    if thresholds and all(c in thresholds for c in scores):
-        labels = {c: int(s["fused"] >= thresholds[c]["review"]) for c, s in scores.items()}
-        return labels, "fused score >= the category's review threshold"
-    labels = {c: int(s["fused"] >= SCORE_FALLBACK) for c, s in scores.items()}
+    if thresholds is not None:
+        return suggested_labels(dict(fused), thresholds), "fused score >= the category's review threshold"
+    labels = {c: int(s >= SCORE_FALLBACK) for c, s in fused.items()}
     return labels, f"fused score >= {SCORE_FALLBACK} (no thresholds known for model version {model_version!r})"
 
 

@@ -1,20 +1,35 @@
-"""Service settings: one typed schema, read from a YAML file and/or `MODERATION_*` environment variables.
+"""Service settings: one typed schema (pydantic-settings), read from a YAML file and `MODERATION_*` variables.
 
-Built-in defaults run the main job on a fresh machine: the shipped default model, local Ray, the embedded
-SQLite review queue. API keys come from config or the environment; `auth: disabled` is a local development
-mode that must be asked for explicitly and is announced on every response (`X-Auth-Disabled: true`).
+Every field can be set from the environment as `MODERATION_<FIELD>` (e.g. `MODERATION_QUEUE_URL`,
+`MODERATION_RANDOM_REVIEW_RATE=0.02`); API keys keep their compact form
+`MODERATION_API_KEYS="name:role+role:key,name2:role:key2"`. Precedence, highest first: explicit overrides
+(CLI flags), the environment, the YAML file, the defaults. `serve/serve_settings.example.yaml` documents
+every field.
+
+The cross-checks live in a model validator, so every way of building the settings (`load_settings`, the
+constructor, `ServeSettings.model_validate` inside a replica) runs them. Built-in defaults run the main job on
+a fresh machine: the shipped default model, local Ray, the embedded SQLite review queue. `auth: disabled` is a
+local development mode that must be asked for explicitly and is announced on every response
+(`X-Auth-Disabled: true`).
 """
 
 from __future__ import annotations
 
-import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from moderation.policy import Sampling
 
 Role = Literal["submitter", "reviewer", "admin"]
+ENV_PREFIX = "MODERATION_"
+NO_API_KEYS = "no_api_keys"  # the error type of "auth is required but no keys are configured"
+
+_YAML_FILE: ContextVar[Path | None] = ContextVar("serve_settings_yaml", default=None)
 
 
 class ApiKey(BaseModel):
@@ -24,46 +39,67 @@ class ApiKey(BaseModel):
     roles: list[Role]
 
 
-class ServeSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MissingApiKeys(ValueError):
+    """Auth is required but no API keys are configured (`moderation serve` then makes a local admin key)."""
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
     run_dir: str | None = Field(None, description="run directory to serve; default: the shipped default model")
     registry_dir: str | None = Field(None, description="serve the registry's current model and take up promotions live")
     reload_check_s: float = Field(5.0, gt=0, description="how often replicas look for a newly promoted model")
     queue_url: str = Field("sqlite:///moderation-review.db", description="sqlite:///path or postgresql://...")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # Batching: a replica never holds more than max_ongoing_requests, so it must be >= max_batch_size.
-    max_batch_size: int = Field(32, ge=1)
-    batch_wait_timeout_s: float = Field(0.01, ge=0)
-    max_ongoing_requests: int = Field(64, ge=1)
+    host: str = Field("127.0.0.1", description="HTTP address to listen on (moderation serve)")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port (moderation serve)")
+    # Batching: a replica never holds more than max_ongoing_requests, so it must be >= max_batch_size. These
+    # two defaults are also the Scorer's @serve.batch defaults (serve.scorer), so they are set here only.
+    max_batch_size: int = Field(32, ge=1, description="most posts scored in one model call")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="how long a batch waits to fill up")
+    max_ongoing_requests: int = Field(64, ge=1, description="requests one Scorer replica holds at once")
     max_queued_requests: int = Field(256, ge=1, description="beyond this, requests get 503 + Retry-After")
-    num_replicas: int = Field(1, ge=1)
-    num_cpus_per_replica: float = Field(1.0, gt=0)
-    use_gpu: Literal["auto", "yes", "no"] = "auto"
-    random_review_rate: float = Field(0.01, ge=0, le=1, description="fraction of allowed posts sent to review")
-    block_review_rate: float = Field(0.02, ge=0, le=1, description="fraction of blocked posts also sent to review "
+    num_replicas: int = Field(1, ge=1, description="Scorer replicas")
+    num_cpus_per_replica: float = Field(1.0, gt=0, description="CPUs Ray reserves per Scorer replica")
+    use_gpu: Literal["auto", "yes", "no"] = Field("auto", description="auto: a GPU when torch sees one")
+    random_review_rate: float = Field(0.01, ge=0, le=1, description="share of allowed posts sent to review "
+                                      "(reason random_sample), so reviewers can estimate live recall")
+    block_review_rate: float = Field(0.02, ge=0, le=1, description="share of blocked posts also sent to review "
                                      "(reason block_sample), so reviewers can measure block precision")
-    review_lease_s: int = Field(300, ge=10)
+    review_lease_s: int = Field(300, ge=10, description="default length of a reviewer's claim, in seconds")
     max_posts_per_request: int = Field(64, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_image_bytes: int = Field(10 * 2**20, ge=1)
-    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard")
     max_request_bytes: int = Field(32 * 2**20, ge=1)
-    # Prediction log (serve.prediction_log): every decision with its scores, for drift monitoring.
+    # Prediction log (serve.db.prediction_log): every decision with its scores, for drift monitoring.
     prediction_log: bool = Field(True, description="log every served decision (scores, action, model version)")
     prediction_log_url: str | None = Field(None, description="database of the log; default: queue_url's")
     log_content: bool = Field(False, description="also log each post's text and image (personal data: opt in)")
     retention_days: int = Field(30, ge=1, description="logged text/images are deleted after this many days")
-    auth: Literal["required", "disabled"] = "required"
-    api_keys: list[ApiKey] = []
+    auth: Literal["required", "disabled"] = Field("required", description="disabled: local development only")
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(
+        default_factory=list, description="API keys with roles; env MODERATION_API_KEYS=name:role+role:key,...")
 
-    @property
-    def log_url(self) -> str:
-        """The prediction log's database: its own URL if set, else the review queue's (one database for both)."""
-        return self.prediction_log_url or self.queue_url
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple:
+        """Overrides, then the environment, then the YAML file `load_settings` was given (if any)."""
+        from pydantic_settings import YamlConfigSettingsSource
 
-    def check(self) -> None:
+        path = _YAML_FILE.get()
+        sources: tuple = (init_settings, env_settings)
+        if path is not None:
+            sources += (YamlConfigSettingsSource(settings_cls, yaml_file=path),)
+        return sources
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_from_env(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ServeSettings:
         if self.max_ongoing_requests < self.max_batch_size:
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                              f"({self.max_batch_size}): a replica never holds more requests than that")
@@ -72,42 +108,58 @@ class ServeSettings(BaseModel):
                              f"{self.max_queued_requests}) must be >= max_posts_per_request ({self.max_posts_per_request}): "
                              "each post of a request is one model call, so a full request could never be accepted")
         if self.run_dir and self.registry_dir:
-            raise ValueError("give run_dir or registry_dir, not both")
+            raise ValueError(f"give run_dir ({self.run_dir!r}) or registry_dir ({self.registry_dir!r}), not both")
         if self.log_content and not self.prediction_log:
             raise ValueError("log_content is on but prediction_log is off: content is only kept in the prediction "
                              "log, so turn prediction_log on or log_content off")
         if self.auth == "required" and not self.api_keys:
-            raise ValueError("auth is required but no api_keys are configured: set MODERATION_API_KEYS "
-                             "(name:role+role:key,...) or api_keys in the serve config, or auth: disabled for local use")
+            raise PydanticCustomError(
+                NO_API_KEYS, "auth is required but no api_keys are configured: set MODERATION_API_KEYS "
+                             "(name:role+role:key,...) or api_keys in the settings file, or auth: disabled for local use")
+        return self
+
+    @property
+    def log_url(self) -> str:
+        """The prediction log's database: its own URL if set, else the review queue's (one database for both)."""
+        return self.prediction_log_url or self.queue_url
+
+    @property
+    def sampling(self) -> Sampling:
+        """The review sampling rates in force (moderation.policy), stored with every review item."""
+        return Sampling(random_review_rate=self.random_review_rate, block_review_rate=self.block_review_rate)
 
 
-def _keys_from_env(value: str) -> list[dict]:
-    """MODERATION_API_KEYS = "name:role+role:key,name2:role:key2"."""
+def default(field: str) -> Any:
+    """A field's built-in default: the one place the Scorer's batch defaults come from."""
+    return ServeSettings.model_fields[field].default
+
+
+def parse_api_keys(value: str) -> list[dict]:
+    """`name:role+role:key,name2:role:key2` -> [{"name", "roles", "key"}] (the MODERATION_API_KEYS form)."""
     keys = []
     for item in filter(None, (v.strip() for v in value.split(","))):
         parts = item.split(":", 2)
         if len(parts) != 3:
-            raise ValueError(f"MODERATION_API_KEYS entry {item.split(':')[0]!r}: expected name:roles:key")
+            raise ValueError(f"API key entry {parts[0]!r}: expected name:role+role:key")
         keys.append({"name": parts[0], "roles": parts[1].split("+"), "key": parts[2]})
     return keys
 
 
-def load_settings(path: str | Path | None = None, **overrides) -> ServeSettings:
-    """Settings from a YAML file (optional), then the environment, then explicit overrides."""
-    tree: dict = {}
-    if path:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    env = os.environ
-    for field in ("run_dir", "registry_dir", "queue_url", "auth", "host", "port", "use_gpu", "random_review_rate"):
-        if f"MODERATION_{field.upper()}" in env:
-            tree[field] = env[f"MODERATION_{field.upper()}"]
-    if env.get("MODERATION_API_KEYS"):
-        tree["api_keys"] = _keys_from_env(env["MODERATION_API_KEYS"])
-    tree.update({k: v for k, v in overrides.items() if v is not None})
+def load_settings(path: str | Path | None = None, **overrides: Any) -> ServeSettings:
+    """Settings from overrides (None values ignored), `MODERATION_*` variables and the YAML file `path`.
+
+    Raises ValueError naming every bad key (MissingApiKeys when the only problem is that auth is required
+    and no key is configured).
+    """
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"serve settings file {path} does not exist (see serve/serve_settings.example.yaml)")
+    token = _YAML_FILE.set(Path(path) if path is not None else None)
     try:
-        settings = ServeSettings.model_validate(tree)
+        return ServeSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"serve settings{f' ({path})' if path else ''}: {problems}") from None
-    settings.check()
-    return settings
+        errors = exc.errors()
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in errors)
+        error = MissingApiKeys if [e["type"] for e in errors] == [NO_API_KEYS] else ValueError
+        raise error(f"serve settings{f' ({path})' if path else ''}: {problems}") from None
+    finally:
+        _YAML_FILE.reset(token)

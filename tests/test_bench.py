@@ -4,13 +4,12 @@ the one test that starts Ray is marked slow."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
 
-from eval.bench import inference_variants, loadgen, quality, serving_report
-from eval.bench.flops import bert_flops, padded_flops, window_flops
+from eval.benchmarks import inference_variants, loadgen, quality, serving_report
+from eval.benchmarks.flops import bert_flops, padded_flops, window_flops
 from eval.metrics import per_class_metrics
 
 NAMES = ["toxicity", "hate", "sexual"]
@@ -21,7 +20,7 @@ NAMES = ["toxicity", "hate", "sexual"]
 def test_matmul_rate_is_positive_and_a_small_workload_is_a_fraction_of_it():
     import torch
 
-    from eval.bench.compute_floor import Trial, interleave, matmul_rate
+    from eval.benchmarks.compute_floor import Trial, interleave, matmul_rate
 
     assert matmul_rate("fp32", size=64, seconds=0.02) > 0
     a = torch.randn(32, 32)
@@ -46,7 +45,7 @@ def test_bert_flops_agree_with_torch_flop_counter_on_a_tiny_bert(tiny_bert):
     import torch
     from transformers import AutoModel
 
-    from eval.bench.flops import bert_shape, counted_flops
+    from eval.benchmarks.flops import bert_shape, counted_flops
 
     model = AutoModel.from_pretrained(tiny_bert).eval()
     shape = bert_shape(model)
@@ -89,7 +88,7 @@ def test_closed_loop_respects_its_bounds_and_keeps_concurrency():
     assert wall >= 5 * 0.01 and all(o.latency_s >= 0.009 for o in outcomes)
     outcomes, wall = asyncio.run(loadgen.closed_loop(send, [{"a": 1}], concurrency=2, max_requests=10_000,
                                                      max_seconds=0.1))
-    assert 0 < len(outcomes) < 10_000 and wall < 1.0  # the time bound stops it
+    assert 0 < len(outcomes) < 10_000  # the time bound stops it long before the request bound
 
 
 def test_open_loop_sends_on_a_poisson_schedule_and_times_from_the_due_time():
@@ -98,14 +97,19 @@ def test_open_loop_sends_on_a_poisson_schedule_and_times_from_the_due_time():
     assert len(schedule) / schedule[-1] == pytest.approx(200, rel=0.1)
     assert len(loadgen.poisson_schedule(rate=200, max_requests=2000, max_seconds=0.5)) < 200
 
+    in_flight, peak = 0, 0
+
     async def slow(payload):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
         await asyncio.sleep(0.05)
+        in_flight -= 1
         return 200
 
-    started = time.perf_counter()
     outcomes, wall = asyncio.run(loadgen.open_loop(slow, [{}], rate=100, max_requests=10, max_seconds=5))
     assert len(outcomes) == 10 and all(o.latency_s >= 0.049 for o in outcomes)
-    assert time.perf_counter() - started < 1.0  # requests overlapped: not sent one after another
+    assert peak > 1  # requests overlapped: each was sent when due, not after the previous answer
 
 
 def test_http_sender_refuses_non_loopback_targets():
@@ -114,7 +118,7 @@ def test_http_sender_refuses_non_loopback_targets():
 
 
 def test_payloads_and_batch_counters():
-    from eval.bench.serving import batch_counters, payloads
+    from eval.benchmarks.serving import batch_counters, payloads
 
     bodies = payloads([{"text": "a"}, {"text": "b", "image": b"\x89PNG"}], 3, "t", per_request=2)
     ids = [p["id"] for body in bodies for p in body["posts"]]
@@ -182,8 +186,8 @@ def test_variant_winners_need_speed_and_unchanged_quality():
 def test_load_generator_against_the_real_app(multimodal_run, tmp_path):
     import httpx
 
-    from eval.bench import harness
-    from eval.bench.serving import measure_level, payloads
+    from eval.benchmarks import harness
+    from eval.benchmarks.serving import measure_level, payloads
     from serve.app import build_app
 
     port = harness.free_port()
@@ -203,3 +207,13 @@ def test_load_generator_against_the_real_app(multimodal_run, tmp_path):
         closed, opened = asyncio.run(levels())
     assert closed["ok"] == 24 and opened["ok"] > 0 and not closed["errors"]
     assert closed["mean_batch"] > 1 and harness.ROLES["Scorer"] in closed["cpu"]
+
+
+def test_serving_benchmark_needs_an_app_builder_and_never_names_serve_itself():
+    """eval never imports serve: the builder comes from the CLI (the app `moderation serve` runs) or --app."""
+    from eval.benchmarks import serving
+
+    args = serving.build_parser().parse_args([])
+    assert args.app is None
+    with pytest.raises(ValueError, match="--app package.module:function"):
+        serving.run(args)

@@ -6,7 +6,7 @@ import pytest
 
 from moderation.cli import main
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_ray_data_scores_match_predict(multimodal_run, tmp_path):

@@ -1,12 +1,14 @@
 """The `moderation` command end to end on synthetic data and a tiny local model, and its error paths."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from moderation import runfiles
-from moderation.cli import main
+from moderation.cli import main, parse
 from tests.synthetic import CATEGORIES, tiny_config, write_dataset
 
 
@@ -31,15 +33,34 @@ def test_train_writes_a_complete_run_directory(trained_run):
                  runfiles.MODEL_CARD, "report/report.md", "report/report.json"):
         assert (run / name).is_file(), name
     assert list((run / "report").glob("pr_*.png"))
+    assert (run / "predictions.npz").is_file()  # written by training, read by evaluation
     thresholds = runfiles.read_thresholds(run)
-    assert set(thresholds) == set(CATEGORIES)
-    assert all(t["review"] <= t["block"] for t in thresholds.values())
+    assert set(thresholds.categories) == set(CATEGORIES)
+    assert all(t.review <= t.block for t in thresholds.categories.values())
     report = (run / "report" / "report.md").read_text()
     assert "tfidf_baseline" in report and "PR-AUC" in report
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "self_harm | zero-shot" in card
     assert yaml.safe_load((run / runfiles.CONFIG).read_text())["train"]["epochs"] == 25  # override saved
     assert not list(run.parent.glob(".run.partial-*"))
+
+
+def test_train_refuses_to_overwrite_a_run_without_the_flag(trained_run, capsys):
+    run, tmp = trained_run
+    before = (run / runfiles.HEAD).read_bytes()
+    assert main(["train", str(tmp / "config.yaml"), "-q", "train.epochs=1"]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert (run / runfiles.HEAD).read_bytes() == before
+
+
+def test_evaluate_rewrites_a_run_directory_from_its_predictions(trained_run, capsys):
+    run, _ = trained_run
+    (run / runfiles.MODEL_CARD).unlink()
+    assert main(["evaluate", "--run", str(run), "-q"]) == 0
+    assert (run / runfiles.MODEL_CARD).is_file() and runfiles.read_thresholds(run)
+    capsys.readouterr()
+    assert main(["evaluate"]) == 2  # no run and no data: the shipped model is never rewritten in place
+    assert "--run DIR" in capsys.readouterr().err
 
 
 def test_predict_writes_scores_for_every_row(trained_run, tmp_path):
@@ -109,17 +130,91 @@ def test_empty_dataset_after_filtering(tmp_path, capsys, tiny_bert):
 
 def test_check_config_and_help(capsys):
     assert main(["check-config", "configs/default.yaml"]) == 0
-    assert "OK" in capsys.readouterr().out
+    assert "OK, training config" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_check_config_reports_every_training_error_at_once(tmp_path, capsys):
+    tree = yaml.safe_load(open("configs/default.yaml"))
+    tree["train"]["epoch"] = 3
+    tree["head"]["fusion"] = "sideways"
+    assert main(["check-config", write_config(tmp_path, tree)]) == 2
+    err = capsys.readouterr().err
+    assert "train.epoch" in err and "head.fusion" in err
+
+
+def test_check_config_validates_serve_settings_files(tmp_path, capsys):
+    good = tmp_path / "serve.yaml"
+    good.write_text(yaml.safe_dump({"queue_url": "sqlite:///q.db", "max_batch_size": 16,
+                                    "api_keys": [{"name": "ops", "roles": ["admin"], "key": "k" * 24}]}))
+    assert main(["check-config", str(good)]) == 0
+    assert "OK, serve settings" in capsys.readouterr().out
+    bad = tmp_path / "serve-bad.yaml"
+    bad.write_text(yaml.safe_dump({"queue_url": "sqlite:///q.db", "max_batch_size": -1, "prot": 80}))
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "max_batch_size" in err and "prot" in err  # every problem named at once
+    assert main(["check-config", "--serve", "configs/default.yaml"]) == 2  # forced: training keys are unknown there
+
+
+def test_verbose_before_or_after_the_subcommand():
+    assert parse(["-v", "promote", "m1", "--registry", "r"]).verbose
+    assert parse(["promote", "m1", "--registry", "r", "-v"]).verbose
+    assert not parse(["promote", "m1", "--registry", "r"]).verbose
+    args = parse(["-v", "train", "c.yaml", "-q", "train.epochs=3", "--overwrite", "head.fusion=late"])
+    assert args.overrides == ["train.epochs=3", "head.fusion=late"] and args.overwrite and args.verbose
+
+
+def test_every_subcommand_has_its_own_module():
+    import importlib
+
+    from moderation import cli
+
+    parser = cli.build_parser([])
+    names = set(parser._subparsers._group_actions[0].choices)
+    assert names == {name for name, _ in cli.COMMANDS} == {
+        "check-config", "train", "evaluate", "predict", "serve", "score", "ladder", "audit", "live-quality",
+        "monitor", "retrain", "promote", "bench"}
+    for _, module in cli.COMMANDS:  # each: add_parser(subparsers, parents, argv) and its handler
+        assert callable(importlib.import_module(f"moderation.cli.{module}").add_parser), module
+
+
+def test_importing_the_cli_imports_nothing_heavy():
+    """`moderation --help` stays instant: the CLI package and its parser import no torch/transformers/ray/numpy."""
+    code = ("import sys, moderation.cli as cli; cli.build_parser([]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'ray', 'numpy', "
+            "'datasets', 'sklearn', 'eval', 'serve'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = subprocess.run([sys.executable, "-m", "moderation.cli", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "check-config" in help_text and "--verbose" in help_text
+
+
+def test_bench_serving_gets_the_app_moderation_serve_runs():
+    args = parse(["bench", "serving", "--no-write"])
+    assert args.app is None and args.handler.__module__ == "moderation.cli.bench"
+
+
+def test_serve_hands_settings_and_overrides_to_the_library(monkeypatch, capsys):
+    import serve.local
+
+    calls = []
+    monkeypatch.setattr(serve.local, "run_service", lambda *a: calls.append(a))
+    assert main(["serve", "--config", "s.yaml", "--port", "8123", "--dev", "--num-cpus", "2"]) == 0
+    [(path, overrides, num_cpus, on_ready)] = calls
+    assert (path, num_cpus) == ("s.yaml", 2) and overrides == {"port": 8123, "auth": "disabled"}
+    assert "API keys are NOT checked" in capsys.readouterr().err
 
 
 def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
     import numpy as np
 
     from moderation import runfiles as rf
-    from serve.prediction_log import LoggedPrediction, open_prediction_log
+    from moderation.policy import Action
+    from serve.db import LoggedPrediction, open_prediction_log
 
     run, _ = trained_run
     version = rf.read_json(run / rf.MODEL)["version"]
@@ -132,7 +227,8 @@ def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
         for i in range(300):  # violence shifted far up, the other classes as in the reference
             scores = {c: float(rng.uniform(0, 0.05)) for c in CATEGORIES}
             scores["violence"] = float(rng.uniform(0.9, 1.0))
-            entries.append(LoggedPrediction(post_id=f"p{i}", model_version=version, scores=scores, action="allow"))
+            entries.append(LoggedPrediction(post_id=f"p{i}", model_version=version, scores=scores,
+                                            action=Action.ALLOW.value))
         log.record(entries)
     out = tmp_path / "monitor"
     assert main(["monitor", "--run", str(run), "--log", url, "--out", str(out)]) == 0
@@ -140,14 +236,17 @@ def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
     assert "FLAGGED violence" in printed and (out / "monitor.md").is_file()
 
 
-def test_audit_and_live_quality_commands(trained_run, tmp_path, capsys):
+def test_audit_and_live_quality_commands(trained_run, tmp_path, capsys, monkeypatch):
     run, _ = trained_run
     held_out = write_dataset(tmp_path / "held_out.jsonl", n=150, seed=98)
     assert main(["audit", "--run", str(run), "--data", str(held_out), "--out", str(tmp_path / "audit"),
                  "--bootstrap", "50", "-q"]) == 0
     assert (tmp_path / "audit" / "audit.md").is_file() and list((tmp_path / "audit").glob("*.png"))
+    monkeypatch.chdir(tmp_path)  # without --out the report goes under the working directory, not the run
+    assert main(["audit", "--run", str(run), "--data", str(held_out), "--bootstrap", "20", "-q"]) == 0
+    assert (tmp_path / "audit-held_out" / "audit.md").is_file()
     queue_url = f"sqlite:///{tmp_path / 'q.db'}"
-    from serve.review_queue import open_queue
+    from serve.db import open_queue
 
     open_queue(queue_url).close()  # an empty queue: the report says there is nothing decided yet
     assert main(["live-quality", "--queue", queue_url, "--run", str(run), "--out", str(tmp_path / "live.md")]) == 0

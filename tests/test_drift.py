@@ -1,5 +1,5 @@
-"""Score drift (eval.drift) and the monitoring report (eval.monitor) on seeded synthetic scores, plus one pass from
-the prediction log to the report, the way `moderation monitor` runs it."""
+"""Score drift (eval.monitoring.drift) and the monitoring report (eval.monitoring.monitor) on seeded synthetic
+scores, plus one pass from the prediction log to the report, the way `moderation monitor` runs it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from eval.drift import (
+from eval.monitoring.drift import (
     DriftThresholds,
     action_mix_at_thresholds,
     compare,
@@ -17,11 +17,21 @@ from eval.drift import (
     psi,
     served_action_mix,
 )
-from eval.monitor import RecentWindow, monitor
+from eval.monitoring.monitor import RecentWindow, monitor, recent_window, summary_lines
 from moderation import runfiles
+from moderation.policy import Action, ClassThresholds, Reason, Scoring, Thresholds
 
 CATEGORIES = ["hate", "violence", "sexual"]
-THRESHOLDS = {c: {"block": 0.8, "review": 0.5} for c in CATEGORIES}
+
+
+def thresholds(categories, review=0.5, block=0.8, **kinds) -> Thresholds:
+    """Trained classes whose block target was met, except those named in `kinds` ({category: ClassThresholds
+    keyword arguments})."""
+    return Thresholds(categories={c: ClassThresholds(**{"review": review, "block": block, "block_target_met": True,
+                                                        **kinds.get(c, {})}) for c in categories})
+
+
+THRESHOLDS = thresholds(CATEGORIES)
 UNTIL = datetime(2030, 1, 2, tzinfo=timezone.utc)
 
 
@@ -35,14 +45,14 @@ def run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     runfiles.write_json(run / runfiles.MODEL, {"version": "m1"})
-    runfiles.write_thresholds(run, THRESHOLDS, {"block_precision": 0.9})
+    runfiles.write_thresholds(run, THRESHOLDS)
     runfiles.write_reference_scores(run, CATEGORIES, scores(np.random.default_rng(0), 4000), "m1")
     return run
 
 
 def window(values: np.ndarray, actions=None, reasons=None) -> RecentWindow:
     n = len(values)
-    return RecentWindow(CATEGORIES, values, actions or ["allow"] * n, reasons or [None] * n,
+    return RecentWindow(CATEGORIES, values, actions or [Action.ALLOW.value] * n, reasons or [None] * n,
                         UNTIL - timedelta(hours=24), UNTIL, "m1", "sqlite:///log.db")
 
 
@@ -80,13 +90,27 @@ def test_compare_flags_only_the_shifted_class():
 
 def test_action_mixes():
     at = action_mix_at_thresholds(["a", "b"], np.array([[0.9, 0.1], [0.6, 0.1], [0.1, np.nan], [0.1, 0.55]]),
-                                  {"a": {"block": 0.8, "review": 0.5}, "b": {"block": 0.8, "review": 0.5}})
+                                  thresholds(["a", "b"]))
     assert at == {"allow": 0.25, "review": 0.5, "block": 0.25, "rows": 4}
-    mix = served_action_mix(["allow", "review", "review", "block"], [None, "random_sample", "threshold", "threshold"])
+    allow, review, block = (a.value for a in Action)
+    mix = served_action_mix([allow, review, review, block],
+                            [None, Reason.RANDOM_SAMPLE.value, Reason.REVIEW_BAND.value, Reason.BLOCK_THRESHOLD.value])
     assert mix["served"]["review"] == 0.5 and mix["at_thresholds"]["review"] == 0.25
     assert mix["at_thresholds"]["allow"] == 0.5
     with pytest.raises(ValueError, match="no thresholds for categories \\['c'\\]"):
-        action_mix_at_thresholds(["c"], np.zeros((1, 1)), {})
+        action_mix_at_thresholds(["c"], np.zeros((1, 1)), Thresholds(categories={}))
+
+
+def test_action_mix_follows_the_policy_for_classes_that_may_not_block():
+    """A zero-shot class, or one whose block target was missed, reviews at most: the mix is the policy's."""
+    from moderation.policy import decide
+
+    cut = thresholds(["a", "b", "c"], b={"scoring": Scoring.ZERO_SHOT}, c={"block_target_met": False})
+    rows = np.array([[0.1, 0.95, 0.1], [0.1, 0.1, 0.95], [0.9, 0.1, 0.1], [0.1, 0.1, 0.1]])
+    assert action_mix_at_thresholds(["a", "b", "c"], rows, cut) == {"allow": 0.25, "review": 0.5, "block": 0.25,
+                                                                    "rows": 4}
+    one_by_one = [decide(dict(zip("abc", map(float, row))), cut).action.value for row in rows]
+    assert one_by_one == ["review", "review", "block", "allow"]
 
 
 def test_monitor_writes_report_with_flagged_class_first(run_dir, tmp_path):
@@ -110,21 +134,29 @@ def test_monitor_without_reference_says_so(run_dir, tmp_path):
 
 
 def test_from_prediction_log_to_report(run_dir, tmp_path):
-    from serve.prediction_log import LoggedPrediction, open_prediction_log
+    from serve.db import LoggedPrediction, open_prediction_log
 
     rng = np.random.default_rng(5)
     recent = scores(rng, 300)
     recent[:, 1] = rng.beta(8, 2, 300)  # violence scores shifted up
-    entries = [LoggedPrediction(f"p{i}", "m1", dict(zip(CATEGORIES, map(float, row))), "allow",
+    allow = Action.ALLOW.value
+    entries = [LoggedPrediction(f"p{i}", "m1", dict(zip(CATEGORIES, map(float, row))), allow,
                                 created_at=UNTIL - timedelta(hours=1)) for i, row in enumerate(recent)]
-    entries.append(LoggedPrediction("old-model", "m0", {"hate": 0.5}, "allow", created_at=UNTIL - timedelta(hours=2)))
-    with open_prediction_log(f"sqlite:///{tmp_path / 'log.db'}") as log:
+    entries.append(LoggedPrediction("old-model", "m0", {"hate": 0.5}, allow, created_at=UNTIL - timedelta(hours=2)))
+    entries.append(LoggedPrediction("too-old", "m1", {"hate": 0.5}, allow, created_at=UNTIL - timedelta(hours=30)))
+    with open_prediction_log(f"sqlite:///{tmp_path / 'log.db'}", purge=False) as log:
         log.record(entries)
-        since = UNTIL - timedelta(hours=24)
-        logged = log.window(model_version="m1", since=since, until=UNTIL)
-        others = {v: n for v, n in log.versions(since, UNTIL).items() if v != "m1"}
-    recent_window = RecentWindow(logged.categories, logged.scores, logged.actions, logged.reasons, since, UNTIL,
-                                 "m1", "log.db", others)
-    monitor(run_dir, recent_window, tmp_path / "out")
+        window = recent_window(log, "m1", hours=24, until=UNTIL)
+    assert len(window.actions) == 300 and window.other_versions == {"m0": 1} and "log.db" in window.source
+    report = monitor(run_dir, window, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "monitor.json").read_text())
     assert summary["flagged"] == ["violence"] and summary["window"]["other_versions"] == {"m0": 1}
+    lines = summary_lines(report)
+    assert lines[0].startswith("model m1: 300 decisions in the last 24 h") and "FLAGGED violence" in lines[1]
+    with pytest.raises(ValueError, match="-1 hours"):
+        recent_window(log, "m1", hours=-1)
+
+
+def test_drift_thresholds_flagging_at():
+    assert DriftThresholds.flagging_at(0.3) == DriftThresholds(psi_drift=0.3, psi_watch=0.1)
+    assert DriftThresholds.flagging_at(0.05) == DriftThresholds(psi_drift=0.05, psi_watch=0.05)

@@ -1,6 +1,6 @@
-"""The prediction log (serve.prediction_log) on both backends: SQLite in a temporary file, and PostgreSQL in a
-fresh database per test on 127.0.0.1:5432 (REVIEW_QUEUE_TEST_PG overrides the admin URL; skipped, with the
-reason, when the server is unreachable). Texts are synthetic placeholders."""
+"""The prediction log (serve.db.prediction_log) on both backends: SQLite in a temporary file, and PostgreSQL in
+a fresh database per test on 127.0.0.1:5432 (REVIEW_QUEUE_TEST_PG overrides the admin URL; skipped, with the
+reason, when the server is unreachable; those runs are integration tests). Texts are synthetic placeholders."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from serve.prediction_log import LoggedPrediction, open_prediction_log
-from tests.conftest import database_url
-from serve.review_queue import open_queue
+from serve.db import LoggedPrediction, open_prediction_log, open_queue
 from serve.settings import ServeSettings
+from tests.conftest import database_url
 
 START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 PNG = b"\x89PNG\r\n\x1a\n placeholder bytes"
@@ -34,7 +33,7 @@ def entry(post_id: str, hate: float = 0.3, action: str = "allow", version: str =
                             action=action, **fields)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def url(request, tmp_path):
     yield from database_url(request, tmp_path, "prediction_log")
 
@@ -151,4 +150,4 @@ def test_serve_settings_wire_the_log():
     settings = ServeSettings(auth="disabled", queue_url="sqlite:///q.db")
     assert settings.prediction_log and not settings.log_content and settings.log_url == "sqlite:///q.db"
     with pytest.raises(ValueError, match="log_content is on but prediction_log is off"):
-        ServeSettings(auth="disabled", prediction_log=False, log_content=True).check()
+        ServeSettings(auth="disabled", prediction_log=False, log_content=True)

@@ -1,6 +1,7 @@
 """The reviewer HTTP API (serve.review_api) through FastAPI's TestClient over a temporary SQLite queue:
-auth per role, claim -> decide, claim conflicts, label checks, images, export, and the page itself.
-Texts are synthetic placeholders."""
+auth per role, claim -> decide, claim conflicts, label checks, images, export, thresholds and drivers per item,
+and the page itself. Texts are synthetic placeholders. (The same router in the running service:
+tests/test_serve.py.)"""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from moderation.policy import ClassThresholds, Sampling, Scoring, Thresholds
 from serve.auth import Authenticator
-from serve.review_api import build_review_router
-from serve.review_queue import NewItem, open_queue
+from serve.db import NewItem, open_queue
+from serve.review_api import ReviewContext, mount_review
 from serve.settings import ServeSettings
 
 CATEGORIES = ["toxicity", "hate", "violence"]
-THRESHOLDS = {c: {"block": 0.8, "review": 0.4} for c in CATEGORIES}
+THRESHOLDS = Thresholds(categories={
+    "toxicity": ClassThresholds(review=0.4, block=0.8, block_target_met=True),
+    "hate": ClassThresholds(review=0.4, block=0.8, block_target_met=True),
+    "violence": ClassThresholds(review=0.4, block=0.8, scoring=Scoring.ZERO_SHOT),
+})
 KEYS = {
     "alice": ("alice-reviewer-key-0001", ["reviewer"]),
     "bob": ("bob-reviewer-key-000002", ["reviewer"]),
@@ -49,8 +55,9 @@ def make_app(queue, auth: str = "required") -> FastAPI:
     keys = [{"key": key, "name": name, "roles": roles} for name, (key, roles) in KEYS.items()]
     settings = ServeSettings(auth=auth, api_keys=keys if auth == "required" else [], review_lease_s=120)
     app = FastAPI()
-    lookup = {"m1": THRESHOLDS}.get
-    app.include_router(build_review_router(lambda: queue, Authenticator(settings), settings, CATEGORIES, lookup))
+    context = ReviewContext(lambda: queue, settings, CATEGORIES, {"m1": THRESHOLDS}.get)
+    authenticator = Authenticator(settings)
+    mount_review(app, lambda: context, lambda: authenticator)
     return app
 
 
@@ -91,7 +98,11 @@ def test_claim_then_decide_round_trip(client, queue):
     assert item["scores"]["hate"] == {"fused": 0.79, "text": 0.79, "image": None}
     assert item["model_action"] == "review" and item["reason"] == "review_band" and item["model_version"] == "m1"
     assert item["suggested_labels"] == {"toxicity": 0, "hate": 1} and item["image_url"] is None
-    assert item["thresholds"]["hate"] == {"review": 0.4, "block": 0.8}
+    assert item["suggestion_rule"] == "fused score >= the category's review threshold"
+    hate = item["thresholds"]["hate"]
+    assert (hate["review"], hate["block"], hate["may_block"], hate["no_block_reason"]) == (0.4, 0.8, True, None)
+    assert set(item["thresholds"]) == {"toxicity", "hate"}  # the categories the item was scored on
+    assert item["drivers"] == ["hate"] and item["sampling"] is None
 
     body = {"action": "block", "labels": {"hate": 1, "toxicity": 0}, "note": "placeholder note"}
     decided = client.post(f"/v1/review/items/{urgent_id}/decision", json=body, headers=bearer("alice"))
@@ -190,3 +201,31 @@ def test_auth_disabled_names_the_reviewer_from_the_header_and_flags_the_page(que
         config = client.get("/v1/review/config", headers={"X-Reviewer": "carol"}).json()
         assert config["auth_disabled"] and config["reviewer"] == "carol" and config["categories"] == CATEGORIES
         assert client.get("/v1/review/config").json()["reviewer"] == "local-dev"
+
+
+def test_item_shows_which_classes_never_block_its_drivers_and_sampling(client, queue):
+    scores = {"hate": {"fused": 0.2, "text": 0.2, "image": None},
+              "violence": {"fused": 0.95, "text": 0.95, "image": None}}
+    item_id, _ = queue.enqueue(NewItem(post_id="zs", scores=scores, action="review", model_version="m1",
+                                       text="placeholder post about a match", sampling=Sampling(random_review_rate=0.03)),
+                               THRESHOLDS)
+    item = client.get(f"/v1/review/items/{item_id}", headers=bearer("alice")).json()
+    violence = item["thresholds"]["violence"]
+    assert violence["may_block"] is False and "zero-shot" in violence["no_block_reason"]
+    assert violence["scoring"] == "zero_shot"
+    assert item["drivers"] == ["violence"]  # above its block threshold, but it may only send to review
+    assert item["sampling"] == {"random_review_rate": 0.03, "block_review_rate": 0.0}
+
+
+def test_unknown_model_version_falls_back_and_says_so(client, queue):
+    scores = {"hate": {"fused": 0.6, "text": 0.6, "image": None}}
+    item_id, _ = queue.enqueue(NewItem(post_id="old", scores=scores, action="review", model_version="m0",
+                                       text="placeholder post"), THRESHOLDS)
+    item = client.get(f"/v1/review/items/{item_id}", headers={"X-API-Key": KEYS["alice"][0]}).json()
+    assert item["thresholds"] is None and item["drivers"] is None
+    assert item["suggested_labels"] == {"hate": 1} and "no thresholds known for model version 'm0'" in item["suggestion_rule"]
+
+
+def test_openapi_documents_both_key_schemes(client):
+    schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(schemes)

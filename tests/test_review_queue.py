@@ -1,6 +1,6 @@
-"""The review queue (serve.review_queue) on both backends: SQLite in a temporary file, and PostgreSQL in a
-fresh database per test on 127.0.0.1:5432 (REVIEW_QUEUE_TEST_PG overrides the admin URL; skipped, with the
-reason, when the server is unreachable). Texts are synthetic placeholders."""
+"""The review queue (serve.db) on both backends: SQLite in a temporary file, and PostgreSQL in a fresh
+database per test on 127.0.0.1:5432 (REVIEW_QUEUE_TEST_PG overrides the admin URL; skipped, with the reason,
+when the server is unreachable; those runs are integration tests). Texts are synthetic placeholders."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from moderation.policy import Sampling, Thresholds
+from serve.db import ClaimError, ItemNotFound, NewItem, compute_priority, open_queue
+from serve.db.schema import VERSION_TABLE, metadata
 from tests.conftest import database_url
-from serve.review_queue import ClaimError, ItemNotFound, NewItem, compute_priority, open_queue
-from serve.review_queue.schema import VERSION_TABLE, metadata
 
 CATEGORIES = ["toxicity", "hate", "harassment", "sexual", "violence", "self_harm"]
-THRESHOLDS = {c: {"block": 0.8, "review": 0.4} for c in CATEGORIES}
+THRESHOLDS = Thresholds(categories={c: {"block": 0.8, "review": 0.4} for c in CATEGORIES})
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
 SPAWN = mp.get_context("spawn")  # children open their own queue; a forked engine's pool must never be shared
 
 
@@ -43,7 +45,7 @@ def post(post_id: str, fused: float = 0.6, category: str = "hate", **fields) -> 
     return NewItem(post_id=post_id, scores=scores, action="review", model_version="m1", **fields)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def url(request, tmp_path):
     yield from database_url(request, tmp_path, "review_queue")
 
@@ -60,7 +62,7 @@ def queue(url, clock):
 
 
 def test_priority_is_closeness_to_block_threshold_times_severity():
-    thresholds = {"hate": {"block": 0.8, "review": 0.4}, "violence": {"block": 0.8, "review": 0.4}}
+    thresholds = Thresholds(categories={"hate": {"block": 0.8, "review": 0.4}, "violence": {"block": 0.8, "review": 0.4}})
     at_block = compute_priority({"hate": {"fused": 0.8}}, thresholds)
     near = compute_priority({"hate": {"fused": 0.7}}, thresholds)
     far = compute_priority({"hate": {"fused": 0.1}}, thresholds)
@@ -70,7 +72,11 @@ def test_priority_is_closeness_to_block_threshold_times_severity():
     scores = {"hate": {"fused": 0.8}, "violence": {"fused": 0.6}}
     assert compute_priority(scores, thresholds, {"violence": 4.0}) == pytest.approx(4.0 * 2 / 3)
     with pytest.raises(ValueError, match="violence"):
-        compute_priority(scores, {"hate": thresholds["hate"]})
+        compute_priority(scores, Thresholds(categories={"hate": thresholds["hate"]}))
+    # A plain {category: {"review", "block"}} is validated into Thresholds (review <= block).
+    assert compute_priority({"hate": {"fused": 0.8}}, {"hate": {"block": 0.8, "review": 0.4}}) == 1.0
+    with pytest.raises(ValueError, match="review threshold 0.9 is above the block threshold 0.8"):
+        compute_priority({"hate": {"fused": 0.8}}, {"hate": {"block": 0.8, "review": 0.9}})
 
 
 def test_enqueue_is_idempotent_and_never_overwrites_a_decision(queue):
@@ -89,7 +95,7 @@ def test_enqueue_is_idempotent_and_never_overwrites_a_decision(queue):
 
 def test_enqueue_rejects_unknown_categories_and_bad_input(queue):
     with pytest.raises(ValueError, match="nudity"):
-        queue.enqueue(post("p1", category="nudity"), {**THRESHOLDS, "nudity": THRESHOLDS["hate"]})
+        queue.enqueue(post("p1", category="nudity"), Thresholds(categories={**THRESHOLDS.categories, "nudity": THRESHOLDS["hate"]}))
     with pytest.raises(ValueError, match="fused"):
         post("p2", fused=1.5)
     with pytest.raises(ValueError, match="image_mime"):
@@ -409,7 +415,7 @@ def test_second_review_reopens_a_decided_item_for_someone_else(queue, tmp_path):
 def test_migration_0003_keeps_decisions_made_before_it(url):
     from alembic import command
 
-    from serve.review_queue.engine import alembic_config, create_queue_engine, write_transaction
+    from serve.db.engine import alembic_config, create_queue_engine, write_transaction
 
     engine = create_queue_engine(url)
     config = alembic_config()
@@ -430,3 +436,37 @@ def test_migration_0003_keeps_decisions_made_before_it(url):
         [item] = queue.claim("bob", 60)
         queue.decide(item.id, "bob", "block", {"hate": 1})
         assert [d.reviewer for d in queue.decisions_for(1)] == ["alice", "bob"]
+
+
+def test_items_and_reviews_carry_the_sampling_rates_they_were_enqueued_under(queue):
+    rates = Sampling(random_review_rate=0.05, block_review_rate=0.2)
+    sampled, _ = queue.enqueue(post("sampled", fused=0.1, reason="random_sample", sampling=rates), THRESHOLDS)
+    plain, _ = queue.enqueue(post("plain"), THRESHOLDS)
+    assert queue.get(sampled).sampling == rates and queue.get(plain).sampling is None
+    reviews = {r.post_id: r for r in queue.reviews()}
+    assert reviews["sampled"].sampling == rates and reviews["sampled"].reason == "random_sample"
+    assert reviews["plain"].sampling is None
+    with pytest.raises(ValueError, match="sampling must be a moderation.policy.Sampling"):
+        post("bad", sampling={"random_review_rate": 0.1})
+
+
+def test_migration_0004_leaves_older_items_without_sampling(url):
+    from alembic import command
+
+    from serve.db.engine import alembic_config, create_queue_engine, write_transaction
+
+    engine = create_queue_engine(url)
+    config = alembic_config()
+    with write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.text("INSERT INTO items (post_id, scores, action, model_version, priority, status, reason, "
+                             "created_at) VALUES ('old', :s, 'review', 'm0', 0.5, 'pending', 'random_sample', :t)"),
+                     {"s": json.dumps({"hate": {"fused": 0.1, "text": 0.1, "image": None}}), "t": now.replace(tzinfo=None)})
+    engine.dispose()
+    with open_queue(url, categories=CATEGORIES) as queue:
+        assert queue.get(1).sampling is None and next(queue.reviews()).sampling is None
+        new_id, _ = queue.enqueue(post("new", sampling=Sampling(random_review_rate=0.5)), THRESHOLDS)
+        assert queue.get(new_id).sampling == Sampling(random_review_rate=0.5)

@@ -11,6 +11,7 @@ const NAME_STORE = "moderation.review.reviewer";
 const REASONS = {
   review_band: "score inside the review band",
   random_sample: "random sample of allowed posts (to estimate recall)",
+  block_sample: "random sample of blocked posts (to measure block precision); the post stays blocked",
 };
 
 const state = { categories: [], item: null, action: null, labels: {}, busy: false, imageUrl: null, signedIn: false };
@@ -175,7 +176,8 @@ function showItem(item) {
   const action = $("item-action");
   action.textContent = item.model_action;
   action.className = `pill ${item.model_action}`;
-  $("item-reason").textContent = REASONS[item.reason] || item.reason;
+  $("item-reason").textContent = reasonText(item);
+  $("item-drivers").textContent = driversText(item);
   $("item-model").textContent = item.model_version;
   $("item-priority").textContent = item.priority.toFixed(3);
   $("item-post").textContent = item.post_id;
@@ -191,6 +193,20 @@ function showItem(item) {
   renderChoice();
   loadImage(item);
   $("item-title").focus();
+}
+
+function reasonText(item) {
+  const text = REASONS[item.reason] || item.reason;
+  const s = item.sampling;
+  if (!s) return text;
+  const rate = item.reason === "block_sample" ? s.block_review_rate : s.random_review_rate;
+  return item.reason === "random_sample" || item.reason === "block_sample"
+    ? `${text}, rate ${(100 * rate).toFixed(2)} %` : text;
+}
+
+function driversText(item) {
+  if (item.drivers === null || item.drivers === undefined) return "unknown (no thresholds known for this model version)";
+  return item.drivers.length ? item.drivers.join(", ") : "no category (below every threshold)";
 }
 
 function leaseText(item) {
@@ -222,7 +238,7 @@ function scoreCell(value, thresholds) {
     return cell;
   }
   cell.textContent = value.toFixed(3);
-  if (thresholds && value >= thresholds.block) cell.classList.add("at-block");
+  if (thresholds && value >= thresholds.block && thresholds.may_block) cell.classList.add("at-block");
   else if (thresholds && value >= thresholds.review) cell.classList.add("at-review");
   return cell;
 }
@@ -239,12 +255,31 @@ function renderScores() {
     const name = document.createElement("th");
     name.scope = "row";
     name.textContent = category;
-    const band = document.createElement("td");
-    band.textContent = thresholds ? `${thresholds.review.toFixed(2)} / ${thresholds.block.toFixed(2)}` : "—";
     row.append(key, name, scoreCell(scores.fused, thresholds), scoreCell(scores.text), scoreCell(scores.image),
-      band, labelCell(category));
+      bandCell(thresholds), labelCell(category));
     body.append(row);
   });
+}
+
+// The thresholds the model acted on; a class that may not block says so, and why (it reviews at most).
+function bandCell(thresholds) {
+  const band = document.createElement("td");
+  band.className = "band";
+  if (!thresholds) {
+    band.textContent = "—";
+    return band;
+  }
+  band.textContent = `${thresholds.review.toFixed(2)} / ${thresholds.block.toFixed(2)}`;
+  if (!thresholds.may_block) {
+    const note = document.createElement("span");
+    note.className = "never-blocks";
+    note.textContent = "never blocks";
+    note.title = thresholds.no_block_reason || "";
+    const why = document.createElement("small");
+    why.textContent = thresholds.no_block_reason || "";
+    band.append(" ", note, why);
+  }
+  return band;
 }
 
 function labelCell(category) {
