@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from moderation.config import TextEncoderConfig
+from moderation.encoders.normalize import normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ class TextEncoder(torch.nn.Module):
         raw = f"{c.model}|{stamp}|{c.pooling}|{self.max_length}|{c.window_stride}|{c.max_windows}"
         if self.uses_bf16("cpu"):
             raw += "|bf16"
+        # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
+        if c.normalize:
+            raw += "|normalize"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def uses_bf16(self, device: torch.device | str = "cpu") -> bool:
@@ -128,8 +132,12 @@ class TextEncoder(torch.nn.Module):
 
     def windows(self, texts: list[str]) -> Windows:
         stride = min(self.cfg.window_stride, self.max_length // 2)
+        texts = [t or "" for t in texts]
+        if self.cfg.normalize:
+            # Here, not in the callers: frozen encoding and fine-tuning both tokenise through this method.
+            texts = [normalize_text(t) for t in texts]
         enc = self.tokenizer(
-            [t or "" for t in texts], truncation=True, max_length=self.max_length, stride=stride,
+            texts, truncation=True, max_length=self.max_length, stride=stride,
             return_overflowing_tokens=True, padding=False,
         )
         owner = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)

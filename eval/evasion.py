@@ -1,0 +1,99 @@
+"""The evasion benchmark's table: per class PR-AUC (average precision) on clean and perturbed text, and the drop.
+
+The perturbations themselves (`perturb`, `perturb_rows`, kinds leet, homoglyph, zero_width, spaced, mixed)
+live in moderation.encoders.perturb, so training can use them for augmentation without importing eval; they are
+re-exported here. The benchmark scores the test split twice, as written and after
+`perturb_rows(texts, rate=1.0, seed)`, and `evasion_table` compares the two per class (target: a drop of at
+most 0.01).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from eval.metrics import per_class_metrics
+from moderation.encoders.perturb import KINDS, ZERO_WIDTH, perturb, perturb_rows
+
+
+def evasion_table(scores_clean, scores_perturbed, labels, mask, categories: Sequence[str]) -> dict[str, dict]:
+    """Per category: support, positives, PR-AUC (average precision) clean and perturbed, and the drop.
+
+    Both score arrays are (N, C) for the same rows in the same order. `drop` is clean minus perturbed
+    (positive = evasion hurts); `None` where average precision is undefined (no known positive or negative).
+    A final "mean" entry averages over the categories where the drop is defined.
+
+    >>> t = evasion_table([[0.9], [0.1]], [[0.4], [0.6]], [[1], [0]], [[True], [True]], ["hate"])
+    >>> t["hate"]["average_precision_clean"], t["hate"]["average_precision_perturbed"], t["hate"]["drop"]
+    (1.0, 0.5, 0.5)
+    """
+    scores_clean, scores_perturbed = np.asarray(scores_clean), np.asarray(scores_perturbed)
+    if scores_clean.shape != scores_perturbed.shape:
+        raise ValueError(f"clean and perturbed scores must share one shape, got {scores_clean.shape} "
+                         f"and {scores_perturbed.shape}")
+    clean = per_class_metrics(labels, mask, scores_clean, categories)
+    perturbed = per_class_metrics(labels, mask, scores_perturbed, categories)
+    table: dict[str, dict] = {}
+    for cat in categories:
+        before, after = clean[cat]["average_precision"], perturbed[cat]["average_precision"]
+        table[cat] = {
+            "support": clean[cat]["support"],
+            "positives": clean[cat]["positives"],
+            "average_precision_clean": before,
+            "average_precision_perturbed": after,
+            "drop": None if before is None or after is None else before - after,
+        }
+    defined = [row for row in table.values() if row["drop"] is not None]
+    table["mean"] = {
+        "support": None,
+        "positives": None,
+        "average_precision_clean": _mean(r["average_precision_clean"] for r in defined),
+        "average_precision_perturbed": _mean(r["average_precision_perturbed"] for r in defined),
+        "drop": _mean(r["drop"] for r in defined),
+    }
+    return table
+
+
+def evasion_benchmark(score_texts: Callable[[list[str]], np.ndarray], texts: Sequence[str], labels, mask,
+                      categories: Sequence[str], seed: int = 0, kinds: Sequence[str] = KINDS,
+                      word_rate: float = 0.5) -> dict[str, dict[str, dict]]:
+    """{kind: evasion_table} for every kind: the texts scored as written and after `perturb_rows(rate=1.0)`.
+
+    `score_texts(texts) -> (N, C) scores` is any scorer, e.g. a Moderator's fused scores. Each kind uses
+    the same seed, so kinds differ only by the rewrite.
+
+    >>> score = lambda ts: np.array([[float("badwordx" in t)] for t in ts])
+    >>> out = evasion_benchmark(score, ["badwordx", "calm"], [[1], [0]], [[True], [True]], ["hate"], kinds=["spaced"])
+    >>> out["spaced"]["hate"]["drop"]
+    0.5
+    """
+    clean = np.asarray(score_texts(list(texts)))
+    tables = {}
+    for kind in kinds:
+        rewritten = perturb_rows(list(texts), rate=1.0, seed=seed, kind=kind, word_rate=word_rate)
+        perturbed = np.asarray(score_texts(rewritten))
+        tables[kind] = evasion_table(clean, perturbed, labels, mask, categories)
+    return tables
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+def format_evasion_table(table: dict[str, dict]) -> str:
+    """The evasion table as Markdown (for BENCHMARKS.md and the model card)."""
+    def cell(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = ["| class | support | positives | PR-AUC clean | PR-AUC perturbed | drop |", "|---|---|---|---|---|---|"]
+    for cat, row in table.items():
+        lines.append(f"| {cat} | {cell(row['support'])} | {cell(row['positives'])} | "
+                     f"{cell(row['average_precision_clean'])} | {cell(row['average_precision_perturbed'])} | "
+                     f"{cell(row['drop'])} |")
+    return "\n".join(lines)
+
+
+__all__ = ["KINDS", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table", "perturb",
+           "perturb_rows"]

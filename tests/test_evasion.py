@@ -1,0 +1,130 @@
+"""eval.evasion: seeded perturbations that the normaliser undoes, and the clean-vs-perturbed PR-AUC table."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from eval.evasion import (
+    KINDS,
+    ZERO_WIDTH,
+    evasion_benchmark,
+    evasion_table,
+    format_evasion_table,
+    perturb,
+    perturb_rows,
+)
+from moderation.encoders.normalize import normalize_text
+
+# Synthetic placeholder text only: "badwordx", "slurtoken" stand in for harmful words.
+TEXTS = [
+    "please remove this badwordx now",
+    "you are such a slurtoken, said nobody at the park",
+    "The weather today is calm and friendly.",
+    "I think the new movie about cats was great!",
+    "Report: threatword posted (again) in the city forum; moderators replied.",
+    "Our team ordered twelve chairs for the library",
+    "a b c is not a word but badwordx is",
+    "Visit https://example.org or mail me@example.com, #hashtag and @someone",
+    "Numbers like 2024 and 10am stay, and so does C3PO.",
+    "MIXED case Words Like McDonald and iPhone appear too",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_normaliser_undoes_each_kind(kind):
+    for seed in range(40):
+        rng = random.Random(seed)
+        for text in TEXTS:
+            perturbed = perturb(text, kind, rng, word_rate=1.0 if seed % 2 else 0.4)
+            assert normalize_text(perturbed) == normalize_text(text), (seed, perturbed)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_changes_text(kind):
+    rng = random.Random(3)
+    changed = [perturb(t, kind, rng, word_rate=1.0) != t for t in TEXTS[:6]]
+    assert all(changed)
+
+
+def test_kinds_write_what_they_say():
+    rng = random.Random(0)
+    leet = perturb("badwordx", "leet", rng)
+    assert leet[0] == "b" and leet[-1] == "x" and any(c in "013457@$" for c in leet)
+    assert any(c in ZERO_WIDTH for c in perturb("badwordx", "zero_width", rng))
+    assert perturb("badwordx", "spaced", rng) == "b a d w o r d x"
+    homoglyph = perturb("badwordx", "homoglyph", rng)
+    assert not homoglyph.isascii() and any(c.isascii() for c in homoglyph)
+
+
+def test_perturb_is_seeded_and_leaves_text_without_words():
+    assert perturb("b a", "leet", random.Random(1)) == "b a"
+    assert perturb("2024 !!", "mixed", random.Random(1)) == "2024 !!"
+    first = perturb_rows(TEXTS, rate=0.5, seed=7)
+    assert first == perturb_rows(TEXTS, rate=0.5, seed=7)
+    assert first != perturb_rows(TEXTS, rate=0.5, seed=8)
+
+
+def test_perturb_rows_rate_and_missing_text():
+    texts = ["please remove this badwordx now"] * 200 + [None]
+    out = perturb_rows(texts, rate=0.25, seed=0, kind="leet")
+    share = sum(a != b for a, b in zip(texts, out)) / len(texts)
+    assert 0.15 < share < 0.35
+    assert out[-1] is None
+    assert perturb_rows(texts, rate=0.0, seed=0) == texts
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="'rot13'"):
+        perturb("text", "rot13", random.Random(0))
+    with pytest.raises(ValueError, match="rate"):
+        perturb_rows(["text"], rate=1.5, seed=0)
+
+
+def test_evasion_table_matches_sklearn_and_respects_the_mask():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(60, 2))
+    mask = np.ones_like(labels, dtype=bool)
+    mask[:10, 1] = False
+    clean = np.clip(labels * 0.6 + rng.random((60, 2)) * 0.5, 0, 1)
+    perturbed = np.clip(clean - labels * 0.3 + rng.random((60, 2)) * 0.2, 0, 1)
+    table = evasion_table(clean, perturbed, labels, mask, ["hate", "violence"])
+    keep = mask[:, 1]
+    expected_clean = average_precision_score(labels[keep, 1], clean[keep, 1])
+    expected_perturbed = average_precision_score(labels[keep, 1], perturbed[keep, 1])
+    row = table["violence"]
+    assert row["support"] == 50
+    assert row["average_precision_clean"] == pytest.approx(expected_clean)
+    assert row["drop"] == pytest.approx(expected_clean - expected_perturbed)
+    assert table["mean"]["drop"] == pytest.approx((table["hate"]["drop"] + row["drop"]) / 2)
+    markdown = format_evasion_table(table)
+    assert markdown.count("\n") == 4 and "| violence | 50 |" in markdown
+
+
+def test_evasion_table_undefined_class_and_shape_mismatch():
+    table = evasion_table([[0.2], [0.3]], [[0.2], [0.1]], [[0], [0]], [[True], [True]], ["sexual"])
+    assert table["sexual"]["drop"] is None and table["mean"]["drop"] is None
+    with pytest.raises(ValueError, match="shape"):
+        evasion_table([[0.2]], [[0.2, 0.1]], [[0]], [[True]], ["sexual"])
+
+
+def placeholder_scorer(normalise: bool):
+    """Scores 1.0 where the placeholder harm word is read, 0.0 elsewhere (optionally after normalising)."""
+    def score(texts):
+        read = [normalize_text(t) if normalise else t for t in texts]
+        return np.array([[float("badwordx" in t.lower())] for t in read])
+    return score
+
+
+def test_benchmark_shows_the_drop_and_normalising_removes_it():
+    texts = [f"please remove this badwordx now {i}" for i in range(20)] + [f"the weather today {i}" for i in range(20)]
+    labels = np.array([[1]] * 20 + [[0]] * 20)
+    mask = np.ones_like(labels, dtype=bool)
+    raw = evasion_benchmark(placeholder_scorer(False), texts, labels, mask, ["hate"], seed=0, word_rate=1.0)
+    normalised = evasion_benchmark(placeholder_scorer(True), texts, labels, mask, ["hate"], seed=0, word_rate=1.0)
+    assert set(raw) == set(KINDS)
+    assert all(raw[kind]["hate"]["drop"] > 0.05 for kind in KINDS)
+    assert all(normalised[kind]["hate"]["drop"] == 0.0 for kind in KINDS)
