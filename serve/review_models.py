@@ -56,6 +56,8 @@ class ReviewItemOut(BaseModel):
     text: str | None = Field(description="the post's text; null for an image-only post")
     image_url: str | None = Field(description="URL of the post's image (needs the same API key); null if none")
     image_mime: str | None = Field(description="the image's MIME type, e.g. image/png")
+    ocr_text: str | None = Field(None, description="the text read from the picture, as the model scored it; "
+                                                 "null without a picture or OCR")
     scores: dict[str, ModalityScores] = Field(description="per category: fused, text-only and image-only scores")
     thresholds: dict[str, ClassThresholdsOut] | None = Field(
         description="the thresholds of the model version that scored the item, when the server knows them: "
@@ -89,6 +91,7 @@ class ReviewItemOut(BaseModel):
         drivers = None if thresholds is None else list(decide(fused, thresholds).drivers)
         return cls(
             id=item.id, post_id=item.post_id, text=item.text, image_url=image_url, image_mime=item.image_mime,
+            ocr_text=item.ocr_text,
             scores=item.scores, thresholds=None if thresholds is None else thresholds_out(thresholds, fused),
             drivers=drivers, suggested_labels=labels, suggestion_rule=rule,
             sampling=None if item.sampling is None else SamplingOut(**item.sampling.model_dump()),

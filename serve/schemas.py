@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from moderation.policy import Action, ClassThresholds, Reason, Thresholds
@@ -24,6 +26,9 @@ class CategoryResult(BaseModel):
     text_score: float | None = Field(description="text-only probability (null without text)")
     image_score: float | None = Field(description="image-only probability (null without an image)")
     action: Action = Field(description="allow | review | block for this category alone")
+    modality: Literal["text", "image"] | None = Field(
+        None, description="which modality drove this category: the one whose own score is higher (the only one "
+                          "a single-modality post has)")
 
 
 class PostResult(BaseModel):
@@ -34,6 +39,8 @@ class PostResult(BaseModel):
     drivers: list[str] = Field(description="categories that drove the action, highest score first")
     categories: dict[str, CategoryResult]
     review_item_id: int | None = Field(None, description="the review-queue item, when sent to review")
+    ocr_text: str | None = Field(None, description="the text read from the post's picture (null without a picture, "
+                                                 "or for a model that reads no text in pictures)")
 
 
 class ModerateResponse(BaseModel):

@@ -57,7 +57,8 @@ class Scorer:
     async def score(self, posts: list[dict]) -> list[dict]:
         await self._maybe_reload()
         try:
-            results = self.moderator.score(posts)
+            # A post the model cannot score (e.g. nothing it reads) is answered with its reason, not an exception.
+            results = self.moderator.score(posts, unscorable="mark")
         except Exception:  # one bad post must not fail the other requests in its batch
             log.exception("batch of %d failed; scoring its posts one by one", len(posts))
             results = [self._score_one(p) for p in posts]

@@ -165,22 +165,24 @@ class ModerationService:
     async def _decide_and_queue(self, post: ParsedPost, scored: dict, thresholds: Thresholds) -> PostResult:
         decision = decide(scored["scores"], thresholds, self.sampling, self.rng)
         text, image = scored["text_scores"] or {}, scored["image_scores"] or {}
+        modality = scored.get("modality") or {}
         categories = {c: CategoryResult(score=s, text_score=text.get(c), image_score=image.get(c),
-                                        action=decision.category_actions[c])
+                                        action=decision.category_actions[c], modality=modality.get(c))
                       for c, s in scored["scores"].items()}
         item_id = None
         if decision.to_review:
             # Answer only after the queue has committed the item: an accepted post is never lost.
             item_id = await asyncio.to_thread(self._enqueue, post, scored, decision, thresholds)
         return PostResult(id=post.id, action=decision.action, reason=decision.reason, drivers=list(decision.drivers),
-                          categories=categories, review_item_id=item_id)
+                          categories=categories, review_item_id=item_id, ocr_text=scored.get("ocr_text"))
 
     def _enqueue(self, post: ParsedPost, scored: dict, decision: Decision, thresholds: Thresholds) -> int:
         text, image = scored["text_scores"] or {}, scored["image_scores"] or {}
         scores = {c: {"fused": s, "text": text.get(c), "image": image.get(c)} for c, s in scored["scores"].items()}
         item = NewItem(post_id=post.id, scores=scores, action=decision.action.value,
                        model_version=scored["model_version"], reason=decision.review_reason.value,
-                       text=post.text, image=post.image_bytes, image_mime=post.image_mime, sampling=self.sampling)
+                       text=post.text, image=post.image_bytes, image_mime=post.image_mime, sampling=self.sampling,
+                       ocr_text=scored.get("ocr_text"))
         item_id, _ = self.queue().enqueue(item, thresholds)
         return item_id
 

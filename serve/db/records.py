@@ -50,6 +50,7 @@ class NewItem:
     image: bytes | None = None
     image_mime: str | None = None  # e.g. "image/png"; required with `image`
     sampling: Sampling | None = None  # the review sampling rates in force when it was enqueued
+    ocr_text: str | None = None  # the text read from the picture, shown to reviewers as evidence
 
     def __post_init__(self) -> None:
         if not isinstance(self.post_id, str) or not self.post_id:
@@ -125,6 +126,7 @@ class Item:
     claim_owner: str | None
     lease_expires_at: datetime | None
     sampling: Sampling | None = None  # rates in force at enqueue; None for items from before they were stored
+    ocr_text: str | None = None  # the text read from the picture (None without one, or before migration 0005)
 
 
 @dataclass(frozen=True)

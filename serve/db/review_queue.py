@@ -324,6 +324,7 @@ def _new_row(item: NewItem, priority: float, now: datetime) -> dict[str, Any]:
         reason=item.reason,
         created_at=now,
         sampling=None if item.sampling is None else item.sampling.model_dump(mode="json"),
+        ocr_text=item.ocr_text,
     )
 
 

@@ -64,6 +64,8 @@ items = sa.Table(
     sa.Column("lease_expires_at", UTCDateTime, nullable=True),
     # moderation.policy.Sampling in force at enqueue (migration 0004); NULL for items enqueued before it.
     sa.Column("sampling", sa.JSON, nullable=True),
+    # The text read from the item's picture (migration 0005); NULL without a picture or OCR.
+    sa.Column("ocr_text", sa.Text, nullable=True),
     sa.CheckConstraint("status IN ('pending', 'claimed', 'decided')", name="ck_items_status"),
     # The claim query's order: open items by priority, then age.
     sa.Index("ix_items_queue_order", "status", "priority", "created_at"),

@@ -185,6 +185,11 @@ function showItem(item) {
   const text = $("item-text");
   text.textContent = item.text || "(no text: image-only post)";
   text.classList.toggle("empty", !item.text);
+  // What OCR read in the picture is what the model scored as the image's text: evidence for the reviewer.
+  $("item-ocr-block").hidden = !item.image_url;
+  const ocr = $("item-ocr-text");
+  ocr.textContent = item.ocr_text || "(no text read from the image)";
+  ocr.classList.toggle("empty", !item.ocr_text);
   $("note").value = "";
   state.labels = {};
   for (const category of state.categories) state.labels[category] = item.suggested_labels[category] || 0;
