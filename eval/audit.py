@@ -11,14 +11,15 @@ Owns `audit(run_dir, data, out_dir)` (the `moderation audit` command) and the nu
   (`eval.identity`).
 
 The data is a generic JSONL file (rows may carry `source` and `target`), or the run's own validation or test
-split rebuilt from its config. Scoring (torch) happens in `score_data`; everything after it works on arrays,
-so `audit_scores` can be called with any scores. The report shows numbers and pictures only, never a post.
-Run it as `python -m eval.audit --run DIR (--data FILE | --split validation|test) [--out DIR]`.
+split rebuilt from its config. Scoring (torch) happens in `score_data`, through `Moderator.score_arrays` like
+every other scoring; everything after it works on arrays, so `audit_scores` can be called with any scores.
+The report shows numbers and pictures only, never a post. Run it as
+`moderation audit [--run DIR] (--data FILE | --split validation|test) [--out DIR]` (default out:
+`./audit-<data or split>` under the working directory).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from eval.audit_findings import calibration_summary, quality_at_thresholds, slic
 from eval.audit_plots import plot_identity_fpr, plot_reliability, plot_slices
 from eval.audit_report import write_audit_report
 from eval.identity import identity_false_positive_rates
+from eval.metrics import threshold_dicts
 from eval.plots import plot_pr_curves
 from eval.report import _jsonable
 from moderation import runfiles
@@ -82,12 +84,11 @@ def data_from_rows(rows: Sequence[Mapping], categories: Sequence[str], descripti
 
 def data_from_split(run_dir: Path, split: str) -> AuditData:
     """The run's own `split`, rebuilt from its config.yaml (needs the datasets it names), targets included."""
-    from moderation.config import config_from_dict, read_yaml
     from moderation.data.build import build_splits
 
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split {split!r} is not one of {list(SPLIT_CHOICES)}")
-    config = config_from_dict(read_yaml(run_dir / runfiles.CONFIG), source=str(run_dir / runfiles.CONFIG))
+    config = runfiles.read_config(run_dir)
     part = build_splits(config, only_eval=True, keep_target=True)[split]
     if len(part) == 0:
         raise ValueError(f"the {split} split of {run_dir / runfiles.CONFIG} is empty")
@@ -114,25 +115,17 @@ def load_data(run_dir: Path, rows_or_data, categories: Sequence[str]) -> AuditDa
 
 
 def score_data(run_dir: Path, data: AuditData, progress: bool = True) -> np.ndarray:
-    """(N, C) fused scores of `data` by the run, through the embedding cache when the text encoder is frozen."""
-    from moderation.encoders.images import load_image
-    from moderation.features import featurize
-    from moderation.predict import Moderator
-    from moderation.train import predict_scores
+    """(N, C) fused scores of `data` by the run, through `Moderator.score_arrays` (the one scoring path)."""
+    from moderation.moderator import Moderator
 
-    moderator = Moderator(run_dir)
-    config = moderator.config
-    cache = Path(config.run.cache_dir) if config.text_encoder.finetune == "frozen" else None
-    n, c = len(data.ids), len(moderator.categories)
-    columns = {"text": data.texts, "image": data.images, "source": data.sources,
-               "labels": np.zeros((n, c), np.float32), "label_mask": np.zeros((n, c), bool)}
-    features = featurize(columns, c, moderator.text_encoder, moderator.image_encoder, cache, load_image, progress)
-    return predict_scores(moderator.model, features)["fused"]
+    posts = [{"id": i, "text": t, "image": im} for i, t, im in zip(data.ids, data.texts, data.images)]
+    return Moderator(run_dir).score_arrays(posts, progress=progress).fused
 
 
 def audit_results(data: AuditData, scores: np.ndarray, categories: Sequence[str], thresholds: Mapping[str, Mapping],
                   n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Every number of the audit (see the module docstring), as plain JSON-ready dicts."""
+    thresholds = threshold_dicts(thresholds)
     rng = np.random.default_rng(seed)
     args = (data.labels, data.label_mask, scores)
     overall = quality_at_thresholds(*args, categories, thresholds, rng, n_bootstrap)
@@ -160,6 +153,7 @@ def audit_scores(data: AuditData, scores: np.ndarray, categories: Sequence[str],
                  out_dir, meta: Mapping, n_bootstrap: int = 1000, seed: int = 0) -> Path:
     """Compute the audit of `scores` on `data`, draw its pictures, write audit.md + audit.json; return audit.md."""
     scores = np.asarray(scores, np.float64)
+    thresholds = threshold_dicts(thresholds)
     if scores.shape != data.labels.shape:
         raise ValueError(f"scores have shape {scores.shape}, the data's labels {data.labels.shape}")
     out_dir = Path(out_dir)
@@ -180,13 +174,22 @@ def audit_scores(data: AuditData, scores: np.ndarray, categories: Sequence[str],
     return write_audit_report(out_dir, meta, categories, thresholds, results, plots)
 
 
-def audit(run_dir, rows_or_data, out_dir, n_bootstrap: int = 1000, seed: int = 0, progress: bool = True) -> Path:
+def default_out(rows_or_data) -> Path:
+    """`./audit-<split or data file name>` under the working directory (never inside the installed package)."""
+    name = rows_or_data if isinstance(rows_or_data, str) and rows_or_data in SPLIT_CHOICES else None
+    if name is None:
+        name = Path(rows_or_data).stem if isinstance(rows_or_data, (str, Path)) else "data"
+    return Path.cwd() / f"audit-{name}"
+
+
+def audit(run_dir, rows_or_data, out_dir=None, n_bootstrap: int = 1000, seed: int = 0, progress: bool = True) -> Path:
     """Audit a run (None: the shipped default model) on labelled data; return the path of `out_dir/audit.md`.
 
     `rows_or_data`: a generic JSONL path, "validation" / "test" (the run's own split, rebuilt from its
-    config), a list of raw generic rows, or an `AuditData`.
+    config), a list of raw generic rows, or an `AuditData`. `out_dir` defaults to `default_out(rows_or_data)`.
     """
     run_dir = runfiles.resolve_run_dir(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out(rows_or_data)
     meta = runfiles.read_json(run_dir / runfiles.MODEL)
     categories = list(meta["categories"])
     thresholds = runfiles.read_thresholds(run_dir)
@@ -197,25 +200,3 @@ def audit(run_dir, rows_or_data, out_dir, n_bootstrap: int = 1000, seed: int = 0
     about = {"model_version": meta.get("version", run_dir.name),
              "thresholds_tuned_on_this_data": data.split == "validation"}
     return audit_scores(data, scores, categories, thresholds, out_dir, about, n_bootstrap, seed)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.audit", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default=None, help="run directory (default: the shipped default model)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="generic JSONL file with labels (optional `source` and `target` per row)")
-    source.add_argument("--split", choices=SPLIT_CHOICES, help="the run's own split, rebuilt from its config")
-    parser.add_argument("--out", default=None, help="output folder (default: RUN/audit-<data>)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_dir = runfiles.resolve_run_dir(args.run)
-    out = Path(args.out) if args.out else run_dir / f"audit-{args.split or Path(args.data).stem}"
-    path = audit(run_dir, args.split or args.data, out, n_bootstrap=args.bootstrap, seed=args.seed)
-    log.info("audit report written to %s", path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

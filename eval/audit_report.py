@@ -127,9 +127,14 @@ def _catch_and_miss(categories, thresholds, results, links) -> list[str]:
             lines.append(f"| {cat} | no labels |" + " |" * 11)
             continue
         t = thresholds[cat]
+        never = " (never blocks)" if t.get("may_block") is False else ""
         lines.append(f"| {cat} | {row['positives']} / {row['support']} | {_num(row['average_precision'])} | "
-                     f"{t['block']:.3f} | {_at(row, 'block')} | {t['review']:.3f} | {_at(row, 'review')} | "
+                     f"{t['block']:.3f}{never} | {_at(row, 'block')} | {t['review']:.3f} | {_at(row, 'review')} | "
                      f"{row['review']['fn']} | {row['review']['fp']} ({pct(row['review']['false_positive_rate'])}) |")
+    never = {c: t.get("no_block_reason") for c, t in thresholds.items() if c in categories and t.get("may_block") is False}
+    if never:
+        lines += ["", "Classes that never block (a score at or above their block threshold sends to review):", "",
+                  *[f"- **{c}**: {why}" for c, why in never.items()]]
     lines += ["", "PR curves (the crosses mark where the deployed thresholds operate):", ""]
     return lines + [f"![{Path(p).stem}]({p})" for p in links["pr"]] + [""]
 

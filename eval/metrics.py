@@ -120,6 +120,29 @@ def _ranking_metrics(label: np.ndarray, score: np.ndarray) -> dict:
     }
 
 
+def class_threshold_dict(entry) -> dict | None:
+    """One class's thresholds as a plain dict: a `moderation.policy.ClassThresholds` is flattened to
+    {"review", "block", "scoring", "block_target_met", "may_block", "no_block_reason", "source", **measured};
+    a mapping (or None) is returned as it is."""
+    from moderation.policy import ClassThresholds
+
+    if not isinstance(entry, ClassThresholds):
+        return entry
+    return {"review": entry.review, "block": entry.block, "scoring": entry.scoring.value,
+            "block_target_met": entry.block_target_met, "may_block": entry.may_block,
+            "no_block_reason": entry.no_block_reason, "source": entry.source, **entry.measured}
+
+
+def threshold_dicts(thresholds) -> dict[str, dict] | None:
+    """{category: plain dict} from the typed `moderation.policy.Thresholds` (or such a mapping, or None):
+    the array code here reads thresholds as dicts, and reports write them as JSON."""
+    from moderation.policy import Thresholds
+
+    if isinstance(thresholds, Thresholds):
+        return {c: class_threshold_dict(t) for c, t in thresholds.categories.items()}
+    return thresholds
+
+
 def _check_thresholds(thresholds: Mapping[str, Mapping], categories: Sequence[str]) -> None:
     missing = [c for c in categories if c not in thresholds]
     if missing:
@@ -138,7 +161,7 @@ def per_class_metrics(
 
     Per category: `support` (known labels), `positives`, `prevalence`, `average_precision`, `roc_auc`
     (`None` without both a known positive and a known negative), `brier`, `ece` (`None` without known
-    labels). With `thresholds` ({category: {"block": t, "review": t}}) also `block_threshold`,
+    labels). With `thresholds` (`moderation.policy.Thresholds` or {category: {"block": t, "review": t}}) also `block_threshold`,
     `block_precision`, `block_recall`, `block_f1`, `block_predicted_positive` and the same for `review`.
 
     >>> m = per_class_metrics([[1, 0], [0, 0], [1, 1]], [[True, True], [True, False], [True, True]],
@@ -147,6 +170,7 @@ def per_class_metrics(
     (1.0, 3, 1)
     """
     labels, label_mask, scores = validate_inputs(labels, label_mask, scores, categories)
+    thresholds = threshold_dicts(thresholds)
     if thresholds is not None:
         _check_thresholds(thresholds, categories)
     out: dict[str, dict] = {}

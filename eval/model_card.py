@@ -1,11 +1,15 @@
-"""The model card: what a run was trained on, how well each class does, what is zero-shot, its limits."""
+"""The model card: what a run was trained on, how well each class does, what is zero-shot, which classes
+never block (and why), its limits. Written from the run directory's files only (config, model.json, the
+report, the thresholds), so it can be rewritten for any run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from moderation import runfiles
 from moderation.config import Config
+from moderation.policy import Thresholds
 
 
 def _fmt(value) -> str:
@@ -20,9 +24,11 @@ def _licence(loader: str) -> str:
     return LICENSES.get(loader, "see its SOURCE.md") if loader not in ("jsonl", "hub") else "your own data"
 
 
-def write_model_card(run_dir: Path, config: Config, version: str, result, report: dict, thresholds: dict,
-                     seconds: dict | None = None) -> Path:
-    rows = {k: len(v) for k, v in result.splits.items()}
+def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds) -> Path:
+    """`meta` is the run's model.json (version, zero_shot, train_positives, rows, train_seconds); `report` holds
+    {"splits": {split: {model name: per_class_metrics}}}."""
+    version, rows, seconds = meta.get("version", Path(run_dir).name), meta.get("rows", {}), meta.get("train_seconds")
+    zero_shot, train_positives = meta.get("zero_shot", {}), meta.get("train_positives", {})
     lines = [
         f"# Model card: {version}",
         "",
@@ -32,7 +38,7 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` with pos_weight `{config.loss.pos_weight}`; "
         f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
         f"- Rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, test {rows.get('test', 0)}",
-        *(["- Wall time of `moderation train` (seconds): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
+        *(["- Wall time of training (seconds, before evaluation): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
            + " (encode is near zero when the embedding cache is warm)"] if seconds else []),
         "",
         "## Training data",
@@ -43,15 +49,16 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         "",
         "## Per-class quality (test split; thresholds chosen on validation)",
         "",
-        "| category | scoring | train positives | test support (positives) | PR-AUC (average precision) | ROC-AUC | precision @ block | recall @ review |",
-        "|---|---|---|---|---|---|---|---|",
+        "| category | scoring | blocks | train positives | test support (positives) | PR-AUC (average precision) | ROC-AUC | precision @ block | recall @ review |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     test = report["splits"].get("test", {}).get("model", {})
     for name in config.category_names:
         m = test.get(name, {})
-        scoring = f"zero-shot ({result.zero_shot_classes[name]})" if name in result.zero_shot_classes else "trained"
+        scoring = f"zero-shot ({zero_shot[name]})" if name in zero_shot else "trained"
         at_block, at_review = m.get("block_precision"), m.get("review_recall")
-        lines.append(f"| {name} | {scoring} | {result.train_positives.get(name, 0)} | {m.get('support', 0)} "
+        blocks = "yes" if name in thresholds.categories and thresholds[name].may_block else "no (review at most)"
+        lines.append(f"| {name} | {scoring} | {blocks} | {train_positives.get(name, 0)} | {m.get('support', 0)} "
                      f"({m.get('positives', 0)}) | {_fmt(m.get('average_precision'))} | {_fmt(m.get('roc_auc'))} | "
                      f"{_fmt(at_block)} | {_fmt(at_review)} |")
     lines += [
@@ -65,10 +72,12 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
         f"{config.zero_shot.min_train_positives} training positives are scored by the similarity of the post's "
         "text windows to the class's written description and seed phrases, calibrated on whatever labels exist "
         "(`labels`) or, with none, on the training corpus (`corpus_quantile`: the corpus's 99th-percentile "
-        "similarity maps to 0.5). Treat their scores as a screening signal for review, not for blocking.",
+        "similarity maps to 0.5). Their scores are a screening signal: the policy never lets them block, only "
+        "send to review.",
         "",
-        *([f"- {name}: {method}" for name, method in result.zero_shot_classes.items()] or ["None in this run."]),
+        *([f"- {name}: {method}" for name, method in zero_shot.items()] or ["None in this run."]),
         "",
+        *_never_block(thresholds),
         "## Limits",
         "",
         "- Trained on public research datasets (tweets, Reddit, Gab, Civil Comments, chatbot conversations); "
@@ -82,3 +91,17 @@ def write_model_card(run_dir: Path, config: Config, version: str, result, report
     path = Path(run_dir) / runfiles.MODEL_CARD
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _never_block(thresholds: Thresholds) -> list[str]:
+    never = thresholds.never_block()
+    return [
+        "## Classes that never block",
+        "",
+        "A class blocks only when it is trained (not zero-shot) and its block threshold reached the block "
+        f"precision target ({_fmt(thresholds.targets.get('block_precision'))}) on validation data. Any other "
+        "class sends a post to human review at most, whatever its score.",
+        "",
+        *([f"- {name}: {why}" for name, why in never.items()] or ["None: every class may block."]),
+        "",
+    ]

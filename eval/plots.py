@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from .metrics import binary_metrics_at_threshold, validate_inputs
+from .metrics import binary_metrics_at_threshold, class_threshold_dict, threshold_dicts, validate_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def plot_pr_curves(
     known negative has no PR curve, so no PNG (logged).
     """
     main = _main_model(scores_by_model, main_model)
+    thresholds = threshold_dicts(thresholds)
     labels, label_mask, _ = validate_inputs(labels, label_mask, scores_by_model[main], categories)
     checked = {name: validate_inputs(labels, label_mask, s, categories)[2] for name, s in scores_by_model.items()}
     paths = []
@@ -145,6 +146,7 @@ def plot_threshold_tradeoff(label, score, category: str, thresholds: Mapping | N
     Raises `ValueError` without both a known positive and a known negative (there is no curve to draw).
     """
     label, score = _check_one_class(label, score, category)
+    thresholds = class_threshold_dict(thresholds)
     precision, recall, cut = precision_recall_curve(label, score)
     flagged = 1.0 - np.searchsorted(np.sort(score), cut, side="left") / len(score)
     # A threshold t flags exactly what the next score cut >= t flags, so values hold to the LEFT of each cut

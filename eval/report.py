@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import threshold_dicts
+
 logger = logging.getLogger(__name__)
 
 NO_LABELS = "no labels"
@@ -131,21 +133,28 @@ def _mean_ap(by_split: Mapping[str, Mapping[str, Mapping]], categories: Sequence
 
 def _thresholds_table(thresholds: Mapping[str, Mapping], categories: Sequence[str]) -> list[str]:
     lines = ["## Thresholds (chosen on validation)", "",
-             "| category | source | block | precision at block (target) | review | recall at review (target) |",
-             "|---|---|---|---|---|---|"]
+             "| category | source | block | precision at block (target) | review | recall at review (target) | blocks? |",
+             "|---|---|---|---|---|---|---|"]
     for cat in categories:
         t = thresholds.get(cat)
         if t is None:
-            lines.append(f"| {cat} | missing | | | | |")
+            lines.append(f"| {cat} | missing | | | | | |")
             continue
         met = " **target not met**" if t.get("block_target_met") is False else ""
         clipped = " (clipped to block)" if t.get("review_clipped_to_block") else ""
         lines.append(
             f"| {cat} | {t.get('source', NOT_AVAILABLE)} | {_fmt(t['block'])} | "
             f"{_fmt(t.get('block_precision'))} ({_fmt(t.get('target_block_precision'))}){met} | {_fmt(t['review'])}{clipped} | "
-            f"{_fmt(t.get('review_recall'))} ({_fmt(t.get('target_review_recall'))}) |"
+            f"{_fmt(t.get('review_recall'))} ({_fmt(t.get('target_review_recall'))}) | {_blocks(t)} |"
         )
     return lines + [""]
+
+
+def _blocks(t: Mapping) -> str:
+    """Whether the policy lets the class block (typed thresholds say; an untyped dict cannot tell)."""
+    if "may_block" not in t:
+        return NOT_AVAILABLE
+    return "yes" if t["may_block"] else f"no: {t.get('no_block_reason') or 'never blocks'}"
 
 
 def _slice_table(split: str, slices: Mapping[str, Mapping], categories: Sequence[str], main: str) -> list[str]:
@@ -198,6 +207,7 @@ def write_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    thresholds = threshold_dicts(thresholds)
     by_split = _by_split(results, split, "results", "model")
     main = _main_model(list(next(iter(by_split.values()))), main_model)
     plot_links = _relative(plots, out_dir)

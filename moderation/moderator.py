@@ -49,6 +49,8 @@ class ModeratedPost:
     image_scores: dict[str, float] | None
     decision: Decision
     model_version: str
+    modality: dict[str, str] | None = None  # per category, the modality that drove it
+    ocr_text: str | None = None  # the text read from the picture
 
     @property
     def action(self) -> str:
@@ -60,7 +62,7 @@ class ModeratedPost:
                 "review_reason": d.review_reason.value if d.review_reason else None,
                 "category_actions": {c: a.value for c, a in d.category_actions.items()},
                 "scores": self.scores, "text_scores": self.text_scores, "image_scores": self.image_scores,
-                "model_version": self.model_version}
+                "modality": self.modality, "ocr_text": self.ocr_text, "model_version": self.model_version}
 
 
 class Moderator:
@@ -105,35 +107,74 @@ class Moderator:
         return [m for m, on in (("text", self.text_encoder is not None), ("image", reads_images)) if on]
 
     # -- scoring -------------------------------------------------------------------------------------------
+    def why_unscorable(self, post: dict) -> str | None:
+        """Why the model cannot score this post (None when it can): no text it reads, no picture it reads."""
+        text, image = (post.get("text") or "").strip(), post.get("image")
+        has_image = image is not None and not _blank(image)
+        if (text and "text" in self.modalities) or (has_image and "image" in self.modalities):
+            return None
+        has = "an image" if has_image else "no text" if not text else "only text"
+        return f"nothing this model can score (it scores {' and '.join(self.modalities)}; the post has {has})"
+
+    def _checked(self, post: dict) -> tuple[dict, str | None]:
+        """The post with its picture decoded (once, here, where the model reads pictures), or why it cannot be
+        scored. A picture that cannot be decoded makes the post unscorable rather than silently text-only."""
+        from moderation.encoders.images import ImageError, load_image
+
+        reason = self.why_unscorable(post)
+        image = post.get("image")
+        if reason is None and image is not None and "image" in self.modalities and not _blank(image):
+            try:
+                post = {**post, "image": load_image(image)}
+            except ImageError as exc:
+                reason = f"image: {exc}"
+        return post, reason
+
     def featurize(self, posts: list[dict]) -> Features:
-        """Encoder features of posts (no cache: each post is seen once); refuses a post with nothing to score."""
-        features = featurize({"text": [p.get("text") for p in posts], "image": [p.get("image") for p in posts]},
-                             len(self.categories), self.text_encoder, self.image_encoder, device=self.device,
-                             ocr_reader=self.ocr_reader,
-                             ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained")
-        for post, t, i in zip(posts, features.has_text, features.has_image):
-            if not (t or i):
-                has = "an image" if post.get("image") is not None else "no text"
-                raise UnscorablePost(f"post {post.get('id')!r}: nothing this model can score (it scores "
-                                     f"{' and '.join(self.modalities)}; the post has {has})")
-        return features
+        """Encoder features of checked posts (no cache: serving and prediction see each post once)."""
+        return featurize({"text": [p.get("text") for p in posts], "image": [p.get("image") for p in posts]},
+                         len(self.categories), self.text_encoder, self.image_encoder, device=self.device,
+                         ocr_reader=self.ocr_reader,
+                         ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained")
 
     def score_arrays(self, items, batch_size: int = 64, progress: bool = False) -> ScoreArrays:
-        """(N, C) fused, text-only and image-only probabilities, in input order, `batch_size` posts at a time."""
+        """(N, C) fused, text-only and image-only probabilities, in input order, `batch_size` posts at a time.
+        Raises `UnscorablePost` (naming the post and why) before any encoding when a post cannot be scored."""
         from tqdm.auto import tqdm
 
-        posts = as_posts(items)
+        posts = []
+        for post in as_posts(items):
+            post, reason = self._checked(post)
+            if reason is not None:
+                raise UnscorablePost(f"post {post.get('id')!r}: {reason}")
+            posts.append(post)
         parts = [run_model(self.model, self.featurize(posts[start:start + batch_size]), device=self.device)
                  for start in tqdm(range(0, len(posts), batch_size), desc="score", unit="batch",
                                    disable=not progress, mininterval=5)]
         return ScoreArrays.concatenate(parts, self.categories)
 
-    def score(self, items, batch_size: int = 64) -> list[dict] | dict:
+    def score(self, items, batch_size: int = 64, unscorable: str = "raise", progress: bool = False) -> list[dict] | dict:
         """[{"id", "scores", "text_scores", "image_scores", "modality", "ocr_text"}] ({category: p}; None for an
-        absent modality; `modality`: which one drove each category; `ocr_text`: what was read in the picture)."""
-        posts = as_posts(items)
-        arrays = self.score_arrays(posts, batch_size)
-        results = [{"id": p.get("id"), **arrays.post(i)} for i, p in enumerate(posts)]
+        absent modality; `modality`: which one drove each category; `ocr_text`: what was read in the picture).
+
+        `unscorable="mark"` answers a post the model cannot score with {"id", "error": why} and scores the rest
+        (batch prediction goes on); "raise" (default) raises `UnscorablePost`.
+        """
+        if unscorable not in ("raise", "mark"):
+            raise ValueError(f"unscorable={unscorable!r}: expected 'raise' or 'mark'")
+        checked = [self._checked(post) for post in as_posts(items)]
+        bad = [(post, reason) for post, reason in checked if reason is not None]
+        if bad and unscorable == "raise":
+            raise UnscorablePost(f"post {bad[0][0].get('id')!r}: {bad[0][1]}")
+        good = [post for post, reason in checked if reason is None]
+        arrays = self.score_arrays(good, batch_size, progress) if good else None
+        results, k = [], 0
+        for post, reason in checked:
+            if reason is not None:
+                results.append({"id": post.get("id"), "error": reason})
+            else:
+                results.append({"id": post.get("id"), **arrays.post(k)})
+                k += 1
         return results[0] if _single(items) else results
 
     def predict(self, items, batch_size: int = 64) -> dict[str, float] | dict[str, list[float]]:
@@ -155,8 +196,12 @@ class Moderator:
         for result in self.score(as_posts(items), batch_size):
             decision = decide(result["scores"], self.thresholds, sampling, rng)
             out.append(ModeratedPost(result["id"], result["scores"], result["text_scores"], result["image_scores"],
-                                     decision, self.version))
+                                     decision, self.version, result["modality"], result["ocr_text"]))
         return out[0] if _single(items) else out
+
+
+def _blank(image) -> bool:
+    return isinstance(image, (str, bytes)) and not image
 
 
 def _single(items) -> bool:

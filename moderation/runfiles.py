@@ -8,23 +8,32 @@ Writer and readers share this one module, so a file's name and shape are defined
     text_encoder/        only when the text encoder was fine-tuned (full weights or a LoRA adapter)
     thresholds.json      moderation.policy.Thresholds: per category review/block, how it is scored, whether it may block
     reference_scores.npz the fused scores on the validation split: the reference for live score drift
+    predictions.npz      validation and test scores (fused, text-only, image-only) with labels, masks, ids,
+                         sources: what evaluation reads (see `Predictions`)
     train_log.jsonl      one line per epoch
     report/              report.md, report.json, PR-curve pictures
-    MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, limits
+    MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, classes that never block, limits
+
+Training (`moderation.training`) writes everything up to predictions.npz; evaluation (`eval.evaluate`)
+reads those and writes thresholds.json, report/ and MODEL_CARD.md. `RUN_OUTPUTS` lists every name a run
+writes: replacing a run (`--overwrite`) replaces exactly these and keeps anything else a user put there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module and must start instantly
     import numpy as np
 
+    from moderation.config import Config
     from moderation.policy import Thresholds
 
 CONFIG = "config.yaml"
@@ -36,6 +45,13 @@ REFERENCE_SCORES = "reference_scores.npz"
 TRAIN_LOG = "train_log.jsonl"
 REPORT = "report"
 MODEL_CARD = "MODEL_CARD.md"
+PREDICTIONS = "predictions.npz"
+
+RUN_OUTPUTS = (CONFIG, MODEL, HEAD, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
+               MODEL_CARD)
+PREDICTION_SPLITS = ("validation", "test")
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
@@ -47,6 +63,14 @@ def read_json(path: Path) -> dict:
 def write_json(path: Path, obj: dict) -> Path:
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     return Path(path)
+
+
+def read_config(run_dir: Path) -> Config:
+    """The resolved config a run was trained with (its dataset paths are absolute)."""
+    from moderation.config import config_from_dict, read_yaml
+
+    path = Path(run_dir) / CONFIG
+    return config_from_dict(read_yaml(path), source=str(path))
 
 
 def read_thresholds(run_dir: Path) -> Thresholds:
@@ -120,11 +144,35 @@ def resolve_run_dir(run_dir: str | Path | None) -> Path:
     return path
 
 
-@contextmanager
-def staged_run_dir(final: Path):
-    """Write a run into a temporary sibling folder and move it into place only when everything succeeded,
-    so a failed run never leaves a half-written directory behind (an existing run there is replaced)."""
+class RunExists(FileExistsError):
+    """Training would replace an existing run directory (or the shipped model) without `overwrite`."""
+
+
+def check_writable(final: Path, overwrite: bool) -> None:
+    """Refuse to train into an existing folder, and above all into the shipped model, unless `overwrite`."""
     final = Path(final)
+    if overwrite:
+        return
+    if final.resolve() == DEFAULT_MODEL_DIR.resolve():
+        raise RunExists(f"{final} is the shipped default model; training would replace it. Write the run "
+                        "elsewhere (run.output_dir=...) or pass --overwrite (overwrite=True) to rebuild it")
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise RunExists(f"{final} already exists; pass --overwrite (overwrite=True) to replace the files a run "
+                        f"writes there ({', '.join(RUN_OUTPUTS)}; other files are kept), or choose another "
+                        "run.name / run.output_dir")
+
+
+@contextmanager
+def staged_run_dir(final: Path, overwrite: bool = False):
+    """Write a run into a temporary sibling folder and move it into place only when everything succeeded,
+    so a failed run never leaves a half-written directory behind.
+
+    An existing `final` is refused unless `overwrite` (see `check_writable`); with it, only the run's own
+    files (`RUN_OUTPUTS`) are replaced, a stale one the new run did not write (an old fine-tuned
+    text_encoder/) is removed, and every other file in the folder is left alone.
+    """
+    final = Path(final)
+    check_writable(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
@@ -132,6 +180,98 @@ def staged_run_dir(final: Path):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
+    if not final.exists() or not any(final.iterdir()):
+        if final.exists():
+            final.rmdir()
+        staging.rename(final)  # the common case: one atomic rename
+        return
+    _replace_run_files(staging, final)
+
+
+def _replace_run_files(staging: Path, final: Path) -> None:
+    unknown = sorted(p.name for p in staging.iterdir() if p.name not in RUN_OUTPUTS)
+    if unknown:  # a writer that adds a file must add it to RUN_OUTPUTS, or --overwrite would never replace it
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValueError(f"run wrote {unknown}, which are not in runfiles.RUN_OUTPUTS")
+    # Old run files move aside first and are deleted last, so the window without a complete run is short.
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    for name in RUN_OUTPUTS:
+        if (final / name).exists() or (final / name).is_symlink():
+            (final / name).rename(old / name)
+    for item in staging.iterdir():
+        item.rename(final / item.name)
+    kept = sorted(p.name for p in final.iterdir() if p.name not in RUN_OUTPUTS)
+    if kept:
+        log.info("%s: replaced the run's files, kept %s", final, kept)
+    staging.rmdir()
+    shutil.rmtree(old)
+
+
+@dataclass
+class SplitPredictions:
+    """One split's rows as a run scored them: the input to thresholds, reports and the model card."""
+
+    ids: np.ndarray  # (N,) str
+    source: np.ndarray  # (N,) str, the dataset each row came from
+    labels: np.ndarray  # (N, C) float32, 0 where unknown
+    label_mask: np.ndarray  # (N, C) bool, True where the label is known
+    fused: np.ndarray  # (N, C) float32, what the policy acts on
+    text: np.ndarray  # (N, C) float32, text-only head; meaningless where has_text is False
+    image: np.ndarray  # (N, C) float32, image-only head; meaningless where has_image is False
+    has_text: np.ndarray  # (N,) bool
+    has_image: np.ndarray  # (N,) bool
+
+    FIELDS = ("ids", "source", "labels", "label_mask", "fused", "text", "image", "has_text", "has_image")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        bad = {k: len(getattr(self, k)) for k in self.FIELDS if len(getattr(self, k)) != n}
+        if bad:
+            raise ValueError(f"predictions: every field needs {n} rows (one per id), got {bad}")
+
+
+@dataclass
+class Predictions:
+    """`predictions.npz`: a run's validation and test scores, in the run's category order."""
+
+    categories: list[str]
+    model_version: str
+    splits: dict[str, SplitPredictions]  # "validation", "test"
+
+
+def write_predictions(run_dir: Path, predictions: Predictions) -> Path:
+    """Save as one npz: `categories`, `model_version`, and per split `<split>.<field>` (no pickles)."""
+    import numpy as np
+
+    arrays = {"categories": np.array(predictions.categories, dtype=str),
+              "model_version": np.array(predictions.model_version, dtype=str)}
+    for split, p in predictions.splits.items():
+        if split not in PREDICTION_SPLITS:
+            raise ValueError(f"predictions: split {split!r} is not one of {list(PREDICTION_SPLITS)}")
+        for name in ("labels", "fused", "text", "image"):
+            if np.shape(getattr(p, name))[1:] != (len(predictions.categories),):
+                raise ValueError(f"predictions {split}.{name}: shape {np.shape(getattr(p, name))} does not match "
+                                 f"{len(predictions.categories)} categories")
+        arrays.update({f"{split}.{k}": np.asarray(getattr(p, k)) for k in SplitPredictions.FIELDS})
+        for k in ("ids", "source"):
+            arrays[f"{split}.{k}"] = np.asarray(getattr(p, k), dtype=str)
+    path = Path(run_dir) / PREDICTIONS
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def read_predictions(run_dir: Path) -> Predictions:
+    """The run's predictions; FileNotFoundError naming the file (and how to write it) for older runs."""
+    import numpy as np
+
+    path = Path(run_dir) / PREDICTIONS
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {PREDICTIONS} (runs trained before it was written lack it); "
+                                "write it with eval.evaluate.write_predictions(run_dir)")
+    with np.load(path, allow_pickle=False) as data:
+        splits = {s: SplitPredictions(**{k: data[f"{s}.{k}"] for k in SplitPredictions.FIELDS})
+                  for s in PREDICTION_SPLITS if f"{s}.ids" in data.files}
+        return Predictions([str(c) for c in data["categories"]], str(data["model_version"]), splits)

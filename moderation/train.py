@@ -5,7 +5,7 @@ Two paths share the head, the losses and early stopping:
 - fine-tuning (`text_encoder.finetune: full | lora`): the text encoder runs inside the loop (use a GPU).
 
 Metrics are injected (`compute_metrics(labels, label_mask, scores) -> float`, higher is better), so this
-module never imports the evaluation package. Training stops early when the mean validation PR-AUC stops
+module never imports the evaluation package. `moderation.training.train_run` wraps this into a run directory. Training stops early when the mean validation PR-AUC stops
 improving and keeps the best epoch's weights.
 """
 
@@ -67,12 +67,23 @@ def build_encoders(config: Config):
     return text, image
 
 
+def build_ocr_reader(config: Config):
+    """The reader of text in pictures when the config asks for it (image_encoder.ocr) and pictures are scored."""
+    if not config.image_encoder.ocr or config.head.fusion == "text_only":
+        return None
+    from moderation.encoders.ocr import OcrReader
+
+    return OcrReader()
+
+
 def split_features(config: Config, splits, text_encoder, image_encoder, progress: bool) -> dict[str, Features]:
     cache = Path(config.run.cache_dir) if config.text_encoder.finetune == "frozen" else None
+    ocr_reader = build_ocr_reader(config)
     out = {}
     for name in ("train", "validation", "test"):
         columns = splits[name].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()
-        out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, progress)
+        out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, progress,
+                              ocr_reader=ocr_reader, ocr_as_image_features=config.head.image_branch == "trained")
     return out
 
 
@@ -109,7 +120,9 @@ def zero_shot_setup(config: Config, text_encoder, features: dict[str, Features])
 def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
     """The class open_nsfw scores on images: set, the encoder is open_nsfw, and few image positives to learn from."""
     name = config.zero_shot.nsfw_category
-    if name is None or config.image_encoder.kind != "opennsfw" or "nsfw" not in train.extras:
+    # A text_head model scores pictures without image training rows, so open_nsfw is its only sexual evidence.
+    seen = "nsfw" in train.extras or config.head.image_branch == "text_head"
+    if name is None or config.image_encoder.kind != "opennsfw" or not seen:
         return None
     c = config.category_names.index(name)
     image_positives = int((train.labels[:, c] * train.label_mask[:, c] * train.has_image).sum())
@@ -258,14 +271,17 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     names = config.category_names
     trainable = np.array([c not in zs_methods for c in names])
     torch.manual_seed(config.train.seed)
-    model = ModerationModel(names, config.head.fusion, text_encoder.dim if text_encoder else 0,
-                            image_encoder.dim if image_encoder else 0, config.head.hidden_dim,
-                            config.head.dropout, zero_shot)
+    # Image features are the pixel encoder's, with the mean OCR text embedding appended when OCR is on.
+    image_dim = train_features.image.shape[1] if train_features.image is not None else 0
+    model = ModerationModel(names, config.head.fusion, text_encoder.dim if text_encoder else 0, image_dim,
+                            config.head.hidden_dim, config.head.dropout, zero_shot, config.head.image_branch,
+                            config.head.caption_picture_rule)
     model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
     has_image = train_features.has_image
+    head_sees_images = model.meta["image_dim"] > 0 and train_features.image is not None and has_image.any()
     model.head.set_input_stats(
         torch.from_numpy(train_features.windows) if train_features.windows.shape[0] else None,
-        torch.from_numpy(train_features.image[has_image]) if train_features.image is not None and has_image.any() else None)
+        torch.from_numpy(train_features.image[has_image]) if head_sees_images else None)
     model.nsfw_class = nsfw_zero_shot_class(config, train_features)
     if model.nsfw_class is not None:
         zs_methods[f"{names[model.nsfw_class]} (images)"] = "open_nsfw probability"

@@ -133,12 +133,14 @@ def test_report_is_written_with_pictures_and_no_post_text(tmp_path):
         assert b"SECRET-PLACEHOLDER" not in written.read_bytes()
 
 
-def test_audit_end_to_end_with_a_tiny_model_on_its_own_split(tmp_path, tiny_bert):
-    """The real path: a run directory, its config's generic JSONL dataset (with targets), --split validation."""
+def test_audit_end_to_end_with_a_tiny_model_on_its_own_split(tmp_path, tiny_bert, monkeypatch):
+    """The real path: a run directory, its config's generic JSONL dataset (with targets), split "validation",
+    scored through Moderator.score_arrays; the report lands under the working directory by default."""
     import yaml
 
-    from eval.audit import main
+    from eval.audit import audit
     from moderation.model import ModerationModel
+    from moderation.policy import ClassThresholds, Thresholds
     from moderation.runfiles import write_thresholds
     from tests.synthetic import CATEGORIES, tiny_config, write_dataset
 
@@ -152,12 +154,22 @@ def test_audit_end_to_end_with_a_tiny_model_on_its_own_split(tmp_path, tiny_bert
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     model = ModerationModel(CATEGORIES, "late", text_dim=32, image_dim=0)  # untrained: only the wiring is tested
     model.save(run, {"version": "tiny-audit"})
-    write_thresholds(run, {c: {"block": 0.6, "review": 0.4} for c in CATEGORIES}, {})
-    assert main(["--run", str(run), "--split", "validation", "--out", str(tmp_path / "out"), "--bootstrap", "50"]) == 0
-    payload = json.loads((tmp_path / "out" / "audit.json").read_text())
+    write_thresholds(run, Thresholds(categories={
+        c: ClassThresholds(block=0.6, review=0.4, block_target_met=True, scoring="zero_shot" if c == "hate" else "trained")
+        for c in CATEGORIES}))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    report = audit(run, "validation", n_bootstrap=50, progress=False)
+    assert report == work / "audit-validation" / "audit.md"
+    payload = json.loads((report.parent / "audit.json").read_text())
     assert payload["meta"]["model_version"] == "tiny-audit" and "validation split" in payload["meta"]["data"]
     assert set(payload["by_target"]) == {"women", "muslim"} and set(payload["by_source"]) == {"synthetic"}
-    assert "thresholds were chosen on this same data" in (tmp_path / "out" / "audit.md").read_text()
+    text = report.read_text()
+    assert "thresholds were chosen on this same data" in text
+    assert "- **hate**: scored zero-shot: sends to review at most" in text and "**toxicity**:" not in text.split(
+        "Classes that never block")[1].split("PR curves")[0]
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "head.safetensors", "model.json", "thresholds.json"]
 
 
 @pytest.mark.parametrize("module", ["eval.intervals", "eval.identity"])

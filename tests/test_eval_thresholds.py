@@ -1,4 +1,5 @@
-"""eval.thresholds: targets met on constructed data, extremal choices, review <= block, JSON-ready output."""
+"""eval.thresholds: targets met on constructed data, extremal choices, review <= block, typed JSON-ready output,
+zero-shot classes and missed targets never block."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_score, recall_score
 
-from eval.thresholds import DEFAULT_BLOCK, DEFAULT_REVIEW, choose_thresholds
+from eval.metrics import threshold_dicts
+from eval.thresholds import DEFAULT_BLOCK, DEFAULT_REVIEW
+from eval.thresholds import choose_thresholds as choose_typed
+from moderation.policy import Scoring, Thresholds
 
 CATEGORIES = ["hate", "violence", "sexual", "self_harm"]
 
@@ -24,6 +28,11 @@ def data():
     mask = rng.random((n, 4)) < 0.8
     mask[:, 3] = False
     return labels, mask, scores
+
+
+def choose_thresholds(*args, **kwargs) -> dict[str, dict]:
+    """The typed result flattened to {category: {review, block, ..., measured...}} for the assertions below."""
+    return threshold_dicts(choose_typed(*args, **kwargs))
 
 
 def _known(labels, mask, scores, c):
@@ -109,14 +118,28 @@ def test_masked_entries_are_ignored(data):
     assert choose_thresholds(labels2, mask, scores2, CATEGORIES, 0.9, 0.85) == before
 
 
-def test_output_is_plain_json(data):
+def test_output_is_plain_json_and_reads_back(data):
     labels, mask, scores = data
-    out = choose_thresholds(labels, mask, scores, CATEGORIES, 0.9, 0.85)
-    assert json.loads(json.dumps(out, allow_nan=False)) == out
-    for entry in out.values():
-        for key, value in entry.items():
+    typed = choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.85)
+    tree = typed.model_dump(mode="json")
+    assert json.loads(json.dumps(tree, allow_nan=False)) == tree
+    assert Thresholds.model_validate(tree) == typed
+    for entry in tree["categories"].values():
+        for key, value in entry["measured"].items():
             assert value is None or type(value) in (float, int, bool, str), (key, type(value))
         assert type(entry["block"]) is float and type(entry["review"]) is float
+
+
+def test_zero_shot_and_unchecked_classes_never_block(data):
+    labels, mask, scores = data
+    typed = choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.85, zero_shot=["violence"])
+    assert typed["violence"].scoring == Scoring.ZERO_SHOT and not typed["violence"].may_block
+    assert typed["hate"].may_block  # trained and its target met
+    never = typed.never_block()
+    assert set(never) == {"violence", "sexual", "self_harm"}  # zero-shot; no known positive (twice)
+    assert "zero-shot" in never["violence"] and "could not be checked" in never["self_harm"]
+    with pytest.raises(ValueError, match="not among the categories"):
+        choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.85, zero_shot=["spam"])
 
 
 @pytest.mark.parametrize(("precision", "recall", "message"), [(0.0, 0.5, "block_precision"), (0.9, 1.5, "review_recall")])

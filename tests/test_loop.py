@@ -1,4 +1,6 @@
-"""The whole loop on tiny models: serve, moderate, review, export, retrain, gate (promote and refuse), hot reload."""
+"""The whole loop on tiny models: serve, moderate, review, export, retrain, gate (promote and refuse), hot reload.
+
+The gate's rules are unit tests (no Ray); the loop through a running service is an integration test."""
 
 from __future__ import annotations
 
@@ -6,17 +8,20 @@ import io
 import json
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from eval.promotion import blocking_problems, retrain, reviewed_files
+from moderation import runfiles
 from moderation.cli import main
+from moderation.config import config_from_dict
+from moderation.policy import ClassThresholds, Scoring, Thresholds
 from moderation.registry import Registry
 from tests.synthetic import CATEGORIES, MARKERS, tiny_config, write_dataset
-from tests.test_serve import free_port
 
-pytestmark = pytest.mark.slow
 KEY = "loop-admin-key-0123456789"
 
 
@@ -27,11 +32,84 @@ def train_cli(config_path, registry, *overrides, reviewed=()):
     assert main(args) == 0
 
 
+def fake_run(path, zero_shot=(), **classes) -> Path:
+    """A run directory with just model.json and thresholds.json: all the blocking rules read."""
+    path.mkdir(parents=True)
+    runfiles.write_json(path / runfiles.MODEL, {"categories": list(classes), "zero_shot": {c: "labels" for c in zero_shot}})
+    runfiles.write_thresholds(path, Thresholds(targets={"block_precision": 0.9}, categories=classes))
+    return path
+
+
+def blocks(precision=0.95, **kw):
+    return ClassThresholds(review=0.3, block=0.7, block_target_met=True, measured={"block_precision": precision}, **kw)
+
+
+def test_blocking_rules(tmp_path):
+    safe = fake_run(tmp_path / "safe", ["self_harm"], hate=blocks(),
+                    self_harm=ClassThresholds(review=0.3, block=0.7, block_target_met=True, scoring=Scoring.ZERO_SHOT))
+    assert blocking_problems(safe) == []
+    # A zero-shot class written as trained (hand-edited or an old writer) would block: refused.
+    unsafe = fake_run(tmp_path / "unsafe", ["self_harm"], hate=blocks(), self_harm=blocks())
+    assert blocking_problems(unsafe) == ["self_harm: scored zero-shot, but thresholds.json marks it trained (it could block)"]
+    # "Target met" that the measured precision contradicts is not trusted.
+    assert "below the target 0.9" in blocking_problems(fake_run(tmp_path / "low", hate=blocks(precision=0.5)))[0]
+    # A class that blocks now and would only review in the candidate.
+    lost = fake_run(tmp_path / "lost", hate=ClassThresholds(review=0.3, block=0.7, block_target_met=False))
+    problems = blocking_problems(lost, previous=runfiles.read_thresholds(safe))
+    assert problems == ["hate: blocks in the current model but would not in the candidate (block threshold missed "
+                        "its precision target: sends to review at most); its blocks would all go to review"]
+
+
+def test_reviewed_files_unpack_the_export_zip(tmp_path):
+    export = tmp_path / "export-1.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        archive.writestr("reviewed.jsonl", '{"id": "a", "text": "cats", "labels": {}}\n')
+        archive.writestr("README.txt", "not extracted")
+    plain = tmp_path / "more.jsonl"
+    plain.write_text("")
+    files = reviewed_files([export, plain], tmp_path / "registry")
+    assert files == [tmp_path / "registry" / "reviewed" / "export-1" / "reviewed.jsonl", plain]
+    assert files[0].read_text().startswith('{"id": "a"') and not (files[0].parent / "README.txt").exists()
+    with pytest.raises(FileNotFoundError, match="missing.zip"):
+        reviewed_files([tmp_path / "missing.zip"], tmp_path / "registry")
+
+
+def test_retrain_promotes_the_first_and_refuses_worse_or_unsafe_candidates(tiny_bert, tmp_path):
+    data = write_dataset(tmp_path / "base.jsonl", n=300, seed=21)
+    registry = Registry(tmp_path / "registry")
+
+    def candidate(name, **sections):
+        return config_from_dict(tiny_config(data, tiny_bert, tmp_path / "unused", run={"name": name, "baseline": False}, **sections))
+
+    first = retrain(candidate("v1", train={"epochs": 8}), [], registry, margin=0.05, progress=False)
+    assert first.promoted and registry.current_version() == first.new_version
+    assert "toxicity" in [c for c, m in first.per_class.items() if m["blocks_new"]]
+    worse = retrain(candidate("v2", train={"epochs": 1, "lr": 1e-9}), [], registry, margin=0.05, progress=False)
+    assert not worse.promoted and registry.current_version() == first.new_version
+    assert any("mean PR-AUC did not improve" in r for r in worse.reasons)
+    assert "REFUSED" in worse.report.read_text()
+    # All but the best-supported class zero-shot: they may no longer block, so the candidate is refused
+    # whatever its PR-AUC (margin 1).
+    positives = runfiles.read_json(registry.run_dir(first.new_version) / runfiles.MODEL)["train_positives"]
+    most = max(positives.values())
+    lost = [c for c, m in first.per_class.items() if m["blocks_new"] and positives[c] < most]
+    assert lost
+    unsafe = retrain(candidate("v3", train={"epochs": 8}, zero_shot={"min_train_positives": most}), [], registry,
+                     margin=1.0, progress=False)
+    assert not unsafe.promoted and registry.current_version() == first.new_version
+    for c in lost:
+        assert any(r.startswith(f"{c}: blocks in the current model but would not") for r in unsafe.reasons)
+    assert json.loads(unsafe.report.with_suffix(".json").read_text())["promoted"] is False
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_review_decisions_flow_back_into_a_gated_promoted_model(tiny_bert, tmp_path):
     import ray
     from ray import serve as ray_serve
 
     from serve.app import build_app
+    from tests.test_serve import free_port
 
     data = write_dataset(tmp_path / "base.jsonl", n=300, seed=21)
     config = tmp_path / "config.yaml"

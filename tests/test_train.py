@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from moderation.config import config_from_dict
-from moderation.train import predict_scores, train
+from moderation.scoring import run_model
+from moderation.train import train
 from tests.synthetic import CATEGORIES, tiny_config, write_dataset
 
 
@@ -27,7 +28,7 @@ def trained(tiny_bert, tmp_path_factory):
 def test_head_learns_marker_words(trained):
     config, result = trained
     test = result.features["test"]
-    scores = predict_scores(result.model, test)["fused"]
+    scores = run_model(result.model, test).fused
     assert mean_ap(test.labels, test.label_mask, scores) > 0.8  # markers are easy; chance is ~0.1
     assert result.history and result.history[-1]["epoch"] <= config.train.epochs
 
@@ -36,7 +37,7 @@ def test_unlabelled_category_is_zero_shot_and_scored(trained):
     config, result = trained
     assert set(result.zero_shot_classes) == {"self_harm"}  # never labelled in the synthetic data
     assert result.zero_shot_classes["self_harm"] == "corpus_quantile"
-    scores = predict_scores(result.model, result.features["test"])["fused"][:, CATEGORIES.index("self_harm")]
+    scores = run_model(result.model, result.features["test"]).fused[:, CATEGORIES.index("self_harm")]
     assert np.isfinite(scores).all() and 0 < scores.mean() < 0.5
 
 
@@ -61,7 +62,7 @@ def test_variants_train(tiny_bert, tmp_path, overrides):
     data = write_dataset(tmp_path / "d.jsonl", n=200, seed=4)
     config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", **overrides))
     result = train(config, mean_ap, progress=False)
-    scores = predict_scores(result.model, result.features["validation"])["fused"]
+    scores = run_model(result.model, result.features["validation"]).fused
     assert scores.shape == (len(result.features["validation"]), len(CATEGORIES))
     if config.sampling.negative_rate < 1:
         trained_classes = [i for i, c in enumerate(CATEGORIES) if c not in result.zero_shot_classes]
@@ -77,10 +78,10 @@ def test_open_nsfw_scores_sexual_images_when_image_positives_are_few(tiny_bert, 
     assert result.model.nsfw_class == sexual
     assert result.zero_shot_classes["sexual (images)"] == "open_nsfw probability"
     test = result.features["test"]
-    scores = predict_scores(result.model, test)
+    scores = run_model(result.model, test)
     with_image = test.has_image
-    assert np.allclose(scores["image"][with_image, sexual], test.extras["nsfw"][with_image], atol=1e-4)
-    assert (scores["fused"][with_image, sexual] >= scores["image"][with_image, sexual] - 1e-6).all()
+    assert np.allclose(scores.image[with_image, sexual], test.extras["nsfw"][with_image], atol=1e-4)
+    assert (scores.fused[with_image, sexual] >= scores.image[with_image, sexual] - 1e-6).all()
 
 
 def test_training_is_reproducible(tiny_bert, tmp_path):

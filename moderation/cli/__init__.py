@@ -24,10 +24,9 @@ COMMANDS = (
 )
 
 
-def _offline_by_default() -> None:
-    # The machines this runs on often have no hub access; an online lookup would hang ~25 s then fail.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+def _library_defaults() -> None:
+    # Hub access is the user's to switch off (HF_HUB_OFFLINE=1), never forced here: hub ids must work for
+    # users who are online, and a failed load says how to set offline mode (moderation.encoders.loading).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _offline_by_default()
+    _library_defaults()
     from moderation.config import ConfigError
     from moderation.data.records import DataError
 

@@ -132,20 +132,29 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")  # what `predict` and `score` read and write by extension
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+
+
 def read_prediction_inputs(path: Path) -> list[dict]:
-    """Rows to score: a generic JSONL file, or a plain list (one text, or one image path, per line)."""
+    """Rows to score ({"id", "text", "image"}), by the file's extension: generic JSONL; a CSV or Parquet table
+    with a `text` and/or an `image` column (an optional `id` column; other columns are ignored; the header is
+    never a row; image paths are relative to the file); anything else is a plain list, one text or one image
+    path per line."""
     path = Path(path)
-    if path.suffix == ".jsonl":
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
         return read_jsonl_rows(path, categories=None)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    image_suffixes = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+    if suffix in (".csv", ".parquet"):
+        return _table_rows(path)
     rows = []
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
-        is_image = Path(line).suffix.lower() in image_suffixes
+        is_image = Path(line).suffix.lower() in IMAGE_SUFFIXES
         image = str((path.parent / line).resolve()) if is_image else None
         if is_image and not Path(image).is_file():
             raise DataError(f"{path}:{line_no}: image {line!r} does not exist")
@@ -153,3 +162,95 @@ def read_prediction_inputs(path: Path) -> list[dict]:
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
+
+
+def _table_rows(path: Path) -> list[dict]:
+    """CSV (the header names the columns; line numbers in errors count it) or Parquet rows to score."""
+    if path.suffix.lower() == ".csv":
+        import csv
+
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns, records = reader.fieldnames or [], list(reader)
+        where, first = "line", 2  # line 1 is the header
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            raise DataError(f"{path}: cannot be read as Parquet ({exc})") from None
+        columns, records = table.column_names, table.to_pylist()
+        where, first = "row", 1
+    if not {"text", "image"} & set(columns):
+        raise DataError(f"{path}: needs a 'text' and/or an 'image' column (has {columns})")
+    rows, seen = [], set()
+    for n, record in enumerate(records, start=first):
+        text, image = (_cell(record.get(c)) for c in ("text", "image"))
+        post_id = _cell(record.get("id")) or str(n)
+        if not (text and text.strip()) and not image:
+            raise DataError(f"{path}: {where} {n} (id {post_id!r}) has neither text nor image")
+        if post_id in seen:
+            raise DataError(f"{path}: {where} {n}: duplicate id {post_id!r}")
+        seen.add(post_id)
+        rows.append({"id": post_id, "text": text, "image": str((path.parent / image).resolve()) if image else None})
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _cell(value) -> str | None:
+    """A table cell as a string; empty and null cells are absent."""
+    if value is None:
+        return None
+    value = str(value)
+    return value if value.strip() else None
+
+
+def check_output_path(path: Path) -> Path:
+    """`path` if its extension names an output format (.jsonl, .csv, .parquet); DataError otherwise."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: output must end in one of {list(TABLE_SUFFIXES)} (the format follows the extension)")
+    return path
+
+
+def write_predictions_file(results: list[dict], path: Path) -> Path:
+    """Write `Moderator.score` results by the extension of `path`: JSONL as they are; CSV and Parquet flat, one
+    column per category and kind (`score__hate`, `text_score__hate`, `image_score__hate`, `modality__hate`) plus
+    `id`, `ocr_text` and `error` (set for a row that could not be scored). Written atomically."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return write_jsonl(results, path)
+    rows = flat_predictions(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".csv":
+        import csv
+
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["id"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(path)
+    return path
+
+
+def flat_predictions(results: list[dict]) -> list[dict]:
+    """Prediction dicts as flat rows with the same columns each (see `write_predictions_file`)."""
+    categories = list(next((r["scores"] for r in results if r.get("scores")), {}))
+    flat = []
+    for r in results:
+        row = {"id": r.get("id"), "error": r.get("error"), "ocr_text": r.get("ocr_text")}
+        for kind, key in (("score", "scores"), ("text_score", "text_scores"), ("image_score", "image_scores"),
+                          ("modality", "modality")):
+            values = r.get(key) or {}
+            row.update({f"{kind}__{c}": values.get(c) for c in categories})
+        flat.append(row)
+    return flat

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from moderation.encoders.loading import hub_hint, quiet_loading
+
 if TYPE_CHECKING:
     from moderation.config import ImageEncoderConfig
 
@@ -146,10 +148,12 @@ class TransformersImageEncoder(TorchImageEncoder):
         _check_local_folder(model)
         major = int(transformers.__version__.split(".")[0])
         try:
-            self.processor = AutoImageProcessor.from_pretrained(model, **_pil_backend(major))
-            self.module = AutoModel.from_pretrained(model, **_float32(major)).eval()
+            with quiet_loading():
+                self.processor = AutoImageProcessor.from_pretrained(model, **_pil_backend(major))
+                self.module = AutoModel.from_pretrained(model, **_float32(major)).eval()
         except (OSError, ValueError, KeyError, ImportError) as exc:
-            raise ValueError(f"cannot load {model!r} ({type(exc).__name__}: {_first_line(exc)}); {_HINT}") from exc
+            raise ValueError(f"cannot load {model!r} ({type(exc).__name__}: {_first_line(exc)}); {_HINT}; "
+                             f"{hub_hint(model)}") from exc
         self.batch_size = batch_size
         self.image_size = _processor_size(self.processor) or image_size or 224
         if image_size is not None and image_size != self.image_size:
@@ -183,10 +187,7 @@ class TransformersImageEncoder(TorchImageEncoder):
         return out.pooler_output.flatten(1).float()  # CNN: (B, C, 1, 1) -> (B, C)
 
 
-_HINT = (
-    "give a local folder holding config.json, preprocessor_config.json and the weights; "
-    "hub ids need network (or an already-filled cache) and fail offline"
-)
+_HINT = "give a local folder holding config.json, preprocessor_config.json and the weights, or a hub id"
 
 
 def _check_local_folder(model: str) -> None:

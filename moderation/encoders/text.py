@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from moderation.config import TextEncoderConfig
+from moderation.encoders.loading import hub_hint, quiet_loading
 from moderation.encoders.normalize import normalize_text
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,12 @@ class TextEncoder(torch.nn.Module):
         self.cfg = cfg
         path = resolve_model_path(cfg.model)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path)
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                self.model = AutoModel.from_pretrained(path)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"text_encoder.model: cannot load {cfg.model!r} ({exc}); hub ids need network, "
-                             "a local folder or 'minilm-package' works offline") from None
+            raise ValueError(f"text_encoder.model: cannot load {cfg.model!r} ({exc}); {hub_hint(cfg.model)} "
+                             "('minilm-package' is a local model that always works)") from None
         if not self.tokenizer.is_fast:
             raise ValueError(f"text_encoder.model: {cfg.model!r} has no fast tokenizer (needed for windows)")
         self.model.eval()

@@ -1,0 +1,181 @@
+"""Evaluation of a run directory, and of a run on a labelled file.
+
+`evaluate_run(run_dir)` reads what training wrote (config.yaml, model.json, predictions.npz) and writes
+what evaluation owns: thresholds.json (chosen on the validation scores; zero-shot classes marked so that
+they never block), report/ (validation and test PR-AUC per class beside a TF-IDF + logistic-regression
+baseline trained on the same split, text-only and image-only heads where both modalities occur, slices by
+source, PR-curve pictures) and MODEL_CARD.md. It can be re-run on any run that has predictions.npz
+(`moderation evaluate --run DIR`). `train_and_evaluate` is `moderation train`: the library's
+`train_run` with this module's metric and evaluation injected.
+
+`write_predictions(run_dir)` writes predictions.npz for a run trained before that file existed (the shipped
+model), so `evaluate_run` can then rewrite its thresholds, report and card without retraining.
+
+`evaluate_file(run_dir, data)` scores a generic JSONL file through `Moderator.score_arrays` and writes a
+report under the working directory (never inside the installed package).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from eval.baseline import TfidfBaseline
+from eval.metrics import mean_average_precision, per_class_metrics
+from eval.model_card import write_model_card
+from eval.plots import plot_pr_curves, plot_threshold_tradeoff
+from eval.report import write_report
+from eval.thresholds import choose_thresholds
+from moderation import runfiles
+from moderation.config import Config
+from moderation.runfiles import Predictions, SplitPredictions
+
+log = logging.getLogger(__name__)
+
+
+def train_and_evaluate(config: Config, **kwargs) -> Path:
+    """`moderation train`: train a run (`moderation.training.train_run`, same keyword arguments) and evaluate
+    it before it is moved into place."""
+    from moderation.training import train_run
+
+    return train_run(config, compute_metrics=mean_average_precision, evaluate=evaluate_run, **kwargs)
+
+
+def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | None = None) -> dict:
+    """Write thresholds.json, report/ and MODEL_CARD.md into `run_dir` from its predictions.npz.
+
+    `baseline` (default: the config's `run.baseline`) refits the TF-IDF baseline on the run's training
+    split, rebuilt from its config (the datasets must be where the config says). Returns
+    {"thresholds": Thresholds, "splits": {split: {model: per_class_metrics}}, "slices": {...}}.
+    """
+    run_dir = Path(run_dir)
+    config = runfiles.read_config(run_dir)
+    meta = runfiles.read_json(run_dir / runfiles.MODEL)
+    predictions = runfiles.read_predictions(run_dir)
+    names = list(meta["categories"])
+    if predictions.categories != names:
+        raise ValueError(f"{run_dir / runfiles.PREDICTIONS}: categories {predictions.categories} differ from "
+                         f"model.json's {names}")
+    if "validation" not in predictions.splits:
+        raise ValueError(f"{run_dir / runfiles.PREDICTIONS} has no validation split to choose thresholds on")
+    val = predictions.splits["validation"]
+    # Whole classes scored by prototypes are zero-shot. "sexual (images)" (the open_nsfw classifier on images,
+    # its fused score validated like any other) is listed on the card but does not stop the class blocking.
+    zero_shot = [c for c in meta.get("zero_shot", {}) if c in names]
+    thresholds = choose_thresholds(val.labels, val.label_mask, val.fused, names, config.thresholds.block_precision,
+                                   config.thresholds.review_recall, zero_shot=zero_shot)
+    use_baseline = config.run.baseline if baseline is None else baseline
+    baseline_scores = _baseline_scores(config, predictions.splits) if use_baseline else {}
+    # Written only once everything is computed: a failed re-evaluation leaves the run as it was.
+    runfiles.write_thresholds(run_dir, thresholds)
+    version = meta.get("version", run_dir.name)
+    report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
+                              {"model_version": version, "rows": meta.get("rows", {}),
+                               "zero_shot": meta.get("zero_shot", {})})
+    write_model_card(run_dir, config, meta, report, thresholds)
+    log.info("evaluated %s: thresholds, report and model card written", run_dir)
+    return {"thresholds": thresholds, **report}
+
+
+def write_predictions(run_dir: str | Path, progress: bool = True, batch_size: int = 64) -> Path:
+    """Write `predictions.npz` for an existing run: its validation and test splits, rebuilt from its config.yaml
+    (the datasets must be where the config says), scored through `Moderator.score_arrays`, the path serving
+    uses. Nothing else in the run directory changes; `evaluate_run(run_dir)` can follow."""
+    from moderation.data.build import build_splits
+    from moderation.moderator import Moderator
+    from moderation.training import split_predictions
+
+    moderator = Moderator(run_dir)
+    splits = build_splits(moderator.config, only_eval=True)
+    out = {}
+    for name in runfiles.PREDICTION_SPLITS:
+        rows = splits[name].select_columns(["id", "text", "image"]).to_dict()
+        posts = [{"id": i, "text": t, "image": im} for i, t, im in zip(rows["id"], rows["text"], rows["image"])]
+        log.info("scoring the %s split of %s (%d posts)", name, moderator.run_dir, len(posts))
+        out[name] = split_predictions(splits[name], moderator.score_arrays(posts, batch_size, progress))
+    return runfiles.write_predictions(moderator.run_dir, Predictions(moderator.categories, moderator.version, out))
+
+
+def _baseline_scores(config: Config, splits: dict[str, SplitPredictions]) -> dict[str, np.ndarray]:
+    """The TF-IDF + logistic-regression baseline fitted on the run's training rows, scored on its splits."""
+    from moderation.data.build import build_splits
+
+    rebuilt = build_splits(config)
+    for name, p in splits.items():
+        ids = np.asarray(rebuilt[name]["id"], dtype=str)
+        if not np.array_equal(ids, p.ids):
+            raise ValueError(f"the {name} split rebuilt from the run's config has {len(ids)} rows that do not match "
+                             f"the {len(p)} in {runfiles.PREDICTIONS} (the data changed since training?); "
+                             "evaluate with baseline=False")
+    train = rebuilt["train"]
+    baseline = TfidfBaseline().fit([t or "" for t in train["text"]], np.asarray(train["labels"], np.float32),
+                                   np.asarray(train["label_mask"], bool))
+    return {s: baseline.predict_proba([t or "" for t in rebuilt[s]["text"]]) for s in splits}
+
+
+def write_evaluation(out_dir: Path, names: list[str], splits: dict[str, SplitPredictions], baseline: dict,
+                     thresholds, meta: dict) -> dict:
+    """Per split: the model (fused, text-only, image-only where both occur) beside the baseline; slices by source."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, slices, plots = {}, {}, []
+    for split in runfiles.PREDICTION_SPLITS:
+        p = splits.get(split)
+        if p is None or not len(p):
+            continue
+        models = {"model": p.fused}
+        if p.has_text.any() and p.has_image.any():
+            models["text_only"], models["image_only"] = p.text, p.image
+        if split in baseline:
+            models["tfidf_baseline"] = baseline[split]
+        results[split] = {name: per_class_metrics(p.labels, p.label_mask, s, names, thresholds if name == "model" else None)
+                          for name, s in models.items()}
+        slices[split] = {src: per_class_metrics(p.labels[p.source == src], p.label_mask[p.source == src],
+                                                p.fused[p.source == src], names, thresholds)
+                         for src in sorted(set(p.source.tolist()))}
+        if split == "test" or not plots:  # the test split's pictures when there is one
+            for old in out_dir.glob("*.png"):  # an earlier evaluation's pictures would be linked by nothing
+                old.unlink()
+            plots = _plots(out_dir, p, models, names, thresholds, split)
+    write_report(out_dir, names, results, thresholds, plots, meta, slices)
+    return {"splits": results, "slices": slices}
+
+
+def _plots(out_dir: Path, p: SplitPredictions, models: dict, names: list[str], thresholds, split: str) -> list[Path]:
+    paths = plot_pr_curves(p.labels, p.label_mask, models, names, thresholds, out_dir, title_suffix=f"({split})")
+    for c, name in enumerate(names):
+        known = p.label_mask[:, c]
+        if known.any() and 0 < p.labels[known, c].sum() < known.sum():
+            paths.append(plot_threshold_tradeoff(p.labels[known, c], models["model"][known, c], name,
+                                                 thresholds[name], out_dir))
+    return paths
+
+
+def default_output(prefix: str, data: str | Path) -> Path:
+    """`./<prefix>-<data name>` under the working directory: reports never go inside the installed package."""
+    return Path.cwd() / f"{prefix}-{Path(data).stem}"
+
+
+def evaluate_file(run_dir: str | Path | None, data: str | Path, out: str | Path | None = None,
+                  progress: bool = True) -> Path:
+    """Score a generic JSONL file with a run (default: the shipped model); write a report into `out`
+    (default `./eval-<data name>`); return `out`."""
+    from moderation.data.generic import label_field, read_jsonl_rows
+    from moderation.moderator import Moderator
+
+    moderator = Moderator(run_dir)
+    names = moderator.categories
+    rows = read_jsonl_rows(Path(data), names)
+    posts = [{"id": str(r["id"]), "text": r.get("text"), "image": r.get("image")} for r in rows]
+    scores = moderator.score_arrays(posts, progress=progress).fused
+    label_mask = np.array([[row[label_field(c)] is not None for c in names] for row in rows], bool).reshape(-1, len(names))
+    labels = np.array([[float(row[label_field(c)] or 0) for c in names] for row in rows], np.float32).reshape(-1, len(names))
+    metrics = {"model": per_class_metrics(labels, label_mask, scores, names, moderator.thresholds)}
+    out = Path(out) if out is not None else default_output("eval", data)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_pr_curves(labels, label_mask, {"model": scores}, names, moderator.thresholds, out,
+                           title_suffix=f"({Path(data).name})")
+    meta = {"model_version": moderator.version, "data": str(data), "rows": {"evaluated": len(rows)}}
+    write_report(out, names, {Path(data).name: metrics}, moderator.thresholds, plots, meta)
+    return out

@@ -1,0 +1,419 @@
+"""Hardening (issue 11): slow and unauthenticated clients, overload that sheds fast, SIGTERM drains, honest
+readiness, a dead replica answers 503, and no 5xx from input the API accepts.
+
+Unit tests drive `serve.admission`, `serve.requests` and `serve.db` directly (no Ray); the integration tests
+start the real CLI (`moderation serve`) as a subprocess on loopback, with small bounded loads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+
+import pytest
+from fastapi import Request
+from PIL import Image
+
+from serve.settings import ServeSettings
+
+KEY = "submitter-key-0123456789"
+
+
+# -- serve.admission: the key before the body, the body deadline, liveness, draining ---------------------------
+
+
+def admission_app(settings: ServeSettings, reached: list):
+    from fastapi import FastAPI
+
+    from serve.admission import AdmissionMiddleware, Gate
+    from serve.auth import Authenticator
+
+    app = FastAPI()
+    gate = Gate(Authenticator(settings), settings.body_timeout_s)
+
+    @app.post("/v1/review/claim")
+    async def claim(request: Request):
+        reached.append("route")
+        return {"bytes": len(await request.body())}
+
+    @app.middleware("http")  # as in the ingress: a task-group middleware between the gate and the routes
+    async def passthrough(request: Request, call_next):
+        return await call_next(request)
+
+    app.add_middleware(AdmissionMiddleware, gate=lambda: gate)
+    return app, gate
+
+
+def call(app, method: str, path: str, headers: dict, chunks: list[bytes] | None, timeout: float = 5.0):
+    """One ASGI request; `chunks` None means a client that sends headers and then never sends its body."""
+    sent: list[dict] = []
+    received = []
+
+    async def receive():
+        if chunks is None:
+            received.append("waiting")
+            await asyncio.sleep(3600)
+        if chunks:
+            body = chunks.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()], "http_version": "1.1",
+             "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict((k.decode(), v.decode()) for k, v in start["headers"]), body, received
+
+
+def test_unauthenticated_body_is_refused_before_it_is_read():
+    settings = ServeSettings(api_keys=[{"name": "svc", "roles": ["submitter"], "key": KEY}])
+    reached: list = []
+    app, _ = admission_app(settings, reached)
+    status, headers, body, received = call(app, "POST", "/v1/review/claim", {"content-length": "100"}, None)
+    assert status == 401 and headers["www-authenticate"] == "Bearer" and b"API key" in body
+    assert received == [] and reached == []  # not one byte of the body was waited for
+    status, *_ = call(app, "POST", "/v1/review/claim", {"authorization": "Bearer wrong-key-000000000"}, None)
+    assert status == 401
+
+
+def test_a_body_that_does_not_arrive_in_time_is_cut_off_with_408():
+    settings = ServeSettings(auth="disabled", body_timeout_s=0.2)
+    app, gate = admission_app(settings, [])
+    status, headers, body, _ = call(app, "POST", "/v1/review/claim", {"authorization": f"Bearer {KEY}"}, None)
+    assert status == 408 and b"not received within 0.2 s" in body
+    assert gate.in_flight == 0
+    status, _, body, _ = call(app, "POST", "/v1/review/claim", {}, [b"ab", b"cd"])
+    assert status == 200 and json.loads(body) == {"bytes": 4}
+
+
+def test_liveness_is_answered_before_routing_and_draining_refuses_new_requests():
+    settings = ServeSettings(auth="disabled")
+    app, gate = admission_app(settings, [])
+    assert call(app, "GET", "/healthz", {}, [])[0] == 200
+    asyncio.run(gate.drain(0))
+    status, headers, _, _ = call(app, "POST", "/v1/review/claim", {}, [b"{}"])
+    assert status == 503 and headers["retry-after"] == "1"
+    assert call(app, "GET", "/healthz", {}, [])[0] == 200  # liveness still answers while draining
+
+
+# -- settings: queues sized from measured capacity --------------------------------------------------------------
+
+
+def test_the_scorer_queue_holds_a_second_or_two_of_measured_work():
+    settings = ServeSettings(auth="disabled", capacity_posts_per_s=40, max_queue_s=1.5)
+    assert settings.scorer_queue == 60
+    assert ServeSettings(auth="disabled", max_queued_requests=7, max_posts_per_request=8).scorer_queue == 7
+
+
+# -- serve.requests: no 5xx from input the API accepts -----------------------------------------------------------
+
+
+def image_bytes(fmt: str, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (16, 16), 128 if mode == "L" else (10, 120, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, mime", [("TIFF", "image/tiff"), ("PPM", "image/x-portable-"),
+                                       ("ICO", "image/"), ("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_every_decodable_image_gets_an_image_media_type(fmt, mime):
+    from serve.db import NewItem
+    from serve.requests import image_mime
+
+    data = image_bytes(fmt)
+    assert image_mime(data).startswith(mime)
+    NewItem(post_id="p", scores={"hate": {"fused": 0.5, "text": None, "image": 0.5}}, action="review",
+            model_version="v", reason="review_band", image=data, image_mime=image_mime(data))  # the store accepts it
+
+
+def parse(body: bytes, settings: ServeSettings | None = None):
+    from fastapi import HTTPException
+
+    from serve.requests import parse_moderate_request
+    from tests.test_serve import starlette_request
+
+    settings = settings or ServeSettings(auth="disabled")
+    try:
+        return asyncio.run(parse_moderate_request(starlette_request(body, "application/json"), body, settings))
+    except HTTPException as exc:
+        return exc
+
+
+@pytest.mark.parametrize("post, needle", [
+    ({"id": "a\x00b", "text": "hi"}, "posts[0].id: contains a NUL character"),
+    ({"id": "a", "text": "hi\x00"}, "posts[0].text: contains a NUL character"),
+    ({"id": "x" * 256, "text": "hi"}, "at most 255"),
+    ({"id": "a", "text": "hi", "image_base64": ""}, "posts[0].image_base64: empty image"),
+])
+def test_input_the_stores_cannot_hold_is_a_422_naming_the_field(post, needle):
+    error = parse(json.dumps({"posts": [post]}).encode())
+    assert error.status_code == 422 and needle in error.detail, error.detail
+
+
+def test_deeply_nested_json_is_a_422_not_a_recursion_error():
+    depth = 100_000
+    error = parse(b"[" * depth + b"]" * depth)
+    assert error.status_code == 422 and "nested too deeply" in error.detail
+
+
+def test_an_empty_multipart_image_is_a_422():
+    import httpx
+
+    from fastapi import HTTPException
+
+    from serve.requests import parse_moderate_request
+    from tests.test_serve import starlette_request
+
+    form = httpx.Request("POST", "http://x/", data={"id": "mp", "text": "hi"}, files={"image": ("x.png", b"")})
+    form.read()
+    request = starlette_request(form.content, form.headers["content-type"])
+    with pytest.raises(HTTPException) as error:
+        asyncio.run(parse_moderate_request(request, form.content, ServeSettings(auth="disabled")))
+    assert error.value.status_code == 422 and "image: empty file" in error.value.detail
+
+
+# -- serve.db: ids beyond 64 bits, a queue file that disappears -------------------------------------------------
+
+
+def new_item(post_id: str):
+    from serve.db import NewItem
+
+    return NewItem(post_id=post_id, scores={"hate": {"fused": 0.5, "text": 0.5, "image": None}}, action="review",
+                   model_version="v1", reason="review_band", text="placeholder")
+
+
+def test_ids_and_offsets_beyond_64_bits_are_value_errors(tmp_path):
+    from serve.db import open_queue
+
+    queue = open_queue(f"sqlite:///{tmp_path / 'q.db'}")
+    for call_ in (lambda: queue.get(2**63), lambda: queue.decide(2**64, "r", "allow", {}),
+                  lambda: queue.list_pending(offset=2**63), lambda: queue.audit(item_id=2**63)):
+        with pytest.raises(ValueError, match="2\\^63-1"):
+            call_()
+
+
+def test_a_queue_file_that_disappears_is_detected_and_never_recreated(tmp_path):
+    from serve.db import QueueUnavailable, open_queue
+
+    path = tmp_path / "q.db"
+    queue = open_queue(f"sqlite:///{path}")
+    thresholds = {"hate": {"review": 0.3, "block": 0.9}}
+    queue.enqueue(new_item("a"), thresholds)
+    queue.check()
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"q.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(QueueUnavailable, match="disappeared"):
+        queue.enqueue(new_item("b"), thresholds)
+    with pytest.raises(QueueUnavailable):
+        queue.check()
+    with pytest.raises(QueueUnavailable):
+        queue.claim("r", 60)
+    assert not path.exists()
+
+
+def test_a_queue_that_cannot_be_written_is_reported(tmp_path):
+    import os
+
+    from serve.db import QueueUnavailable, open_queue
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only files")
+    path = tmp_path / "q.db"
+    queue = open_queue(f"sqlite:///{path}")
+    queue.close()
+    path.chmod(0o444)
+    with pytest.raises(QueueUnavailable, match="cannot be written"):
+        queue.check()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# -- the real CLI, `moderation serve`, as a subprocess -----------------------------------------------------------
+
+integration = pytest.mark.integration
+SLOW_CLIENTS = 150  # more than the ingress's old shared limit (4 x max_ongoing_requests = 128); loopback only
+
+
+@pytest.fixture(scope="module")
+def served(multimodal_run, tmp_path_factory):
+    """(base_url, tmp, process): `moderation serve --config FILE` with a small capacity, until the module ends."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import yaml
+
+    from tests.test_serve import free_port
+
+    tmp = tmp_path_factory.mktemp("hardening")
+    port = free_port()
+    settings = {
+        "run_dir": str(multimodal_run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "host": "127.0.0.1",
+        "port": port, "max_batch_size": 8, "max_ongoing_requests": 8, "batch_wait_timeout_s": 0.02,
+        "capacity_posts_per_s": 20, "max_queue_s": 1.0, "request_deadline_s": 2.0, "body_timeout_s": 2.0,
+        "shutdown_grace_s": 20, "max_posts_per_request": 4, "num_cpus_per_replica": 0.5, "random_review_rate": 1.0,
+        "api_keys": [{"name": "svc", "roles": ["submitter"], "key": KEY},
+                     {"name": "rev", "roles": ["reviewer"], "key": "reviewer-key-0123456789"}],
+    }
+    (tmp / "settings.yaml").write_text(yaml.safe_dump(settings))
+    log = open(tmp / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "moderation.cli", "serve", "--config", str(tmp / "settings.yaml"),
+                                "--num-cpus", "2"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}"
+    starting = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            r = httpx.get(f"{base}/readyz", timeout=10)
+            if r.status_code == 200:
+                break
+            starting.append((r.status_code, r.json().get("reason", "")))
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(0.3)
+    assert process.poll() is None and r.status_code == 200, (tmp / "serve.log").read_text()[-3000:]
+    yield base, tmp, process, starting
+    if process.poll() is None:
+        process.kill()
+        process.wait(60)
+    log.close()
+
+
+def keyed(key: str = KEY) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@integration
+def test_readiness_answers_503_starting_not_404_while_the_model_loads(served):
+    _, _, _, starting = served
+    assert all(code == 503 for code, _ in starting), starting
+    assert not starting or any("starting" in reason for _, reason in starting), starting
+
+
+@integration
+def test_slow_unauthenticated_clients_leave_health_and_keyed_requests_alone(served):
+    import socket
+
+    import httpx
+
+    base, _, _, _ = served
+    host, port = base.removeprefix("http://").split(":")
+    head = (f"POST /v1/review/claim HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100000\r\n\r\n{{\"n\": ").encode()
+    slow = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(head)  # headers and a partial body, then nothing more
+            slow.append(s)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.get("/healthz").status_code == 200
+            r = client.post("/v1/moderate", json={"id": "slow-1", "text": "placeholder weather"}, headers=keyed())
+            assert r.status_code == 200, r.text
+            assert client.get("/readyz").status_code == 200
+        answers = []
+        for s in slow[:10]:
+            answers.append(s.recv(200).split(b"\r\n", 1)[0])
+        assert all(b" 401 " in a for a in answers), answers  # refused before the body was read
+    finally:
+        for s in slow:
+            s.close()
+    # A keyed client that stops sending is cut off with 408 after body_timeout_s.
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(head.replace(b"Content-Type", f"Authorization: Bearer {KEY}\r\nContent-Type".encode()))
+        assert b" 408 " in s.recv(200).split(b"\r\n", 1)[0]
+
+
+@integration
+def test_overload_is_answered_at_once_with_503_and_retry_after(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    base, _, _, _ = served
+    text = " ".join(["placeholder park weather"] * 60)
+
+    def client_call(i):
+        with httpx.Client(base_url=base, timeout=20) as client:  # no answer within 20 s would fail the test
+            return client.post("/v1/moderate", headers=keyed(),
+                               json={"posts": [{"id": f"burst-{i}-{j}", "text": text} for j in range(4)]})
+
+    with ThreadPoolExecutor(80) as pool:
+        responses = list(pool.map(client_call, range(160)))
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 429, 503}, sorted(set(codes))
+    shed = [r for r in responses if r.status_code != 200]
+    assert shed and all(r.headers.get("retry-after") for r in shed)
+    assert 200 in codes
+
+
+@integration
+def test_a_dead_scoring_replica_answers_503_with_retry_after(served):
+    import os
+    import signal
+    import time
+
+    import httpx
+    import psutil
+
+    base, _, process, _ = served
+    # Only this service's own replica: a process under the `moderation serve` started here.
+    replicas = [p for p in psutil.Process(process.pid).children(recursive=True)
+                if "ServeReplica:moderation:Scorer" in " ".join(p.cmdline())]
+    assert replicas, "no Scorer replica process found under the service"
+    for replica in replicas:
+        os.kill(replica.pid, signal.SIGKILL)
+    codes = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            r = client.post("/v1/moderate", json={"id": f"dead-{len(codes)}", "text": "placeholder"}, headers=keyed())
+            codes.append(r.status_code)
+            if r.status_code == 503:
+                assert r.headers.get("retry-after"), r.text
+            if r.status_code == 200 and len(codes) > 1:
+                break
+            time.sleep(0.2)
+    assert set(codes) <= {200, 503}, codes
+    assert codes[-1] == 200  # the replica came back
+
+
+@integration
+def test_sigterm_finishes_requests_in_flight_and_exits_0(served):
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    base, tmp, process, _ = served
+
+    def client_call(i):
+        with httpx.Client(base_url=base, timeout=60) as client:
+            return client.post("/v1/moderate", headers=keyed(), json={"id": f"term-{i}", "text": "placeholder park"})
+
+    with ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(client_call, i) for i in range(12)]
+        time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        codes = []
+        for f in futures:
+            try:
+                codes.append(f.result().status_code)
+            except httpx.TransportError as exc:
+                codes.append(type(exc).__name__)
+    assert process.wait(120) == 0, (tmp / "serve.log").read_text()[-3000:]
+    assert set(codes) <= {200, 503}, codes  # finished, or refused with Retry-After once draining began
+    out = (tmp / "serve.log").read_text()
+    assert "Traceback" not in out and "Stack" not in out, out[-3000:]

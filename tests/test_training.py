@@ -1,0 +1,111 @@
+"""moderation.training.train_run owns the run directory: staged, complete, evaluated before it appears, and
+never replacing a run (least of all the shipped model) or a user's own files without overwrite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moderation import runfiles
+from moderation.config import config_from_dict
+from moderation.training import train_run
+from tests.synthetic import CATEGORIES, tiny_config, write_dataset
+from tests.test_train import mean_ap
+
+TRAINED_FILES = {"config.yaml", "model.json", "head.safetensors", "reference_scores.npz", "predictions.npz",
+                 "train_log.jsonl"}
+
+
+@pytest.fixture(scope="module")
+def config(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("training")
+    data = write_dataset(tmp / "d.jsonl", n=150, seed=6)
+    return config_from_dict(tiny_config(data, tiny_bert, tmp / "unused", train={"epochs": 3}))
+
+
+def train(config, out, **kwargs):
+    return train_run(config, compute_metrics=mean_ap, out_dir=out, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def run(config, tmp_path_factory):
+    seen = {}
+
+    def evaluate(stage):
+        seen["stage"], seen["files"] = stage, {p.name for p in stage.iterdir()}
+
+    out = train(config, tmp_path_factory.mktemp("runs") / "run", evaluate=evaluate, version="tiny-1")
+    return out, seen
+
+
+def test_evaluation_runs_on_the_complete_stage_before_the_run_appears(run):
+    out, seen = run
+    assert seen["stage"] != out and seen["stage"].parent == out.parent and not seen["stage"].exists()
+    assert seen["files"] == TRAINED_FILES
+    assert {p.name for p in out.iterdir()} == TRAINED_FILES
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    assert runfiles.read_config(out).run.output_dir == str(out)
+
+
+def test_predictions_hold_both_held_out_splits_with_labels(run, config):
+    out, _ = run
+    predictions = runfiles.read_predictions(out)
+    assert predictions.categories == CATEGORIES and predictions.model_version == "tiny-1"
+    assert set(predictions.splits) == {"validation", "test"}
+    rows = runfiles.read_json(out / runfiles.MODEL)["rows"]
+    for name, p in predictions.splits.items():
+        assert len(p) == rows[name] and p.fused.shape == p.labels.shape == (rows[name], len(CATEGORIES))
+        assert p.label_mask.dtype == bool and not p.label_mask[:, CATEGORIES.index("self_harm")].any()
+        assert ((p.fused >= 0) & (p.fused <= 1)).all() and p.has_text.all() and not p.has_image.any()
+        assert set(p.source.tolist()) == {"synthetic"} and len(set(p.ids.tolist())) == len(p)
+    _, reference = runfiles.read_reference_scores(out)
+    assert np.allclose(reference, predictions.splits["validation"].fused)
+
+
+def test_a_failed_run_leaves_nothing_behind(config, tmp_path):
+    def broken(stage):
+        raise RuntimeError("evaluation failed")
+
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train(config, tmp_path / "run", evaluate=broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_run_is_refused_without_overwrite(config, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.json").write_text("{}")
+    with pytest.raises(runfiles.RunExists, match=r"already exists; pass --overwrite"):
+        train(config, out)
+    assert [p.name for p in out.iterdir()] == ["model.json"] and (out / "model.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("how", ["out_dir", "config"])
+def test_the_shipped_model_is_refused_before_anything_runs(config, how):
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in runfiles.DEFAULT_MODEL_DIR.iterdir())
+    target = config.model_copy(deep=True)
+    target.run.output_dir = str(runfiles.DEFAULT_MODEL_DIR)
+    with pytest.raises(runfiles.RunExists, match="shipped default model"):
+        if how == "out_dir":
+            train(config, runfiles.DEFAULT_MODEL_DIR)
+        else:
+            train_run(target, compute_metrics=mean_ap, progress=False)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in runfiles.DEFAULT_MODEL_DIR.iterdir()) == before
+    assert not [p for p in runfiles.DEFAULT_MODEL_DIR.parent.iterdir() if p.name.startswith(".default_model")]
+
+
+def test_overwrite_replaces_only_the_run_files_and_keeps_the_users(config, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.md").write_text("mine")
+    (out / "audit-test").mkdir()
+    (out / "audit-test" / "audit.md").write_text("mine too")
+    (out / runfiles.TEXT_ENCODER).mkdir()  # a stale fine-tuned encoder would be loaded by serving: it must go
+    (out / runfiles.TEXT_ENCODER / "config.json").write_text("{}")
+    (out / "model.json").write_text('{"version": "old"}')
+    train(config, out, overwrite=True, version="new")
+    assert (out / "notes.md").read_text() == "mine" and (out / "audit-test" / "audit.md").read_text() == "mine too"
+    assert not (out / runfiles.TEXT_ENCODER).exists()
+    assert runfiles.read_json(out / "model.json")["version"] == "new"
+    assert {p.name for p in out.iterdir()} == TRAINED_FILES | {"notes.md", "audit-test"}
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
