@@ -166,7 +166,7 @@ def _mean_windows(windows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     counts = np.diff(offsets)
     owner = np.repeat(np.arange(len(counts)), counts)
     np.add.at(out, owner, windows)
-    return out / np.maximum(counts, 1)[:, None]
+    return (out / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
 def _blank_path(image) -> bool:

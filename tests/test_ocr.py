@@ -138,3 +138,61 @@ def test_noisy_or_is_finite_at_extreme_logits():
     out = combine_evidence(big, torch.tensor([NO_EVIDENCE] * 3), "noisy_or")
     # P(either) of two tiny probabilities is about their sum: never below the larger, still tiny.
     assert torch.isfinite(out).all() and out[0] > 39 and -20 <= out[1] < -19.9 and -20 < out[2] < -19
+
+
+class ColourReader:
+    """Fake OCR for training tests: a picture's colour stands for the words written in it."""
+
+    identity = "colour-reader"
+    WORDS = {(220, 20, 20): "lewdword park", (20, 20, 220): "cats weather", (20, 180, 20): "dogs music",
+             (200, 200, 200): ""}
+
+    def read_one(self, image) -> str:
+        return self.WORDS.get(image.getpixel((0, 0)), "")
+
+
+def train_with_pictures(tmp_path, tiny_bert, monkeypatch, head: dict):
+    """A tiny run whose pictures are read by the fake reader; returns (run dir, config)."""
+    from eval.evaluate import evaluate_run
+    from moderation.config import config_from_dict
+    from moderation.training import train_run
+    from tests.synthetic import tiny_config, write_dataset
+    from tests.test_train import mean_ap
+
+    monkeypatch.setattr("moderation.encoders.ocr.OcrReader", ColourReader)
+    data = write_dataset(tmp_path / "d.jsonl", n=200, seed=4, images=True)
+    tree = tiny_config(data, tiny_bert, tmp_path / "run", image_encoder={"kind": "none", "ocr": True},
+                       head=head, train={"epochs": 12})
+    config = config_from_dict(tree)
+    return train_run(config, compute_metrics=mean_ap, out_dir=tmp_path / "run", progress=False,
+                     evaluate=evaluate_run), config
+
+
+def test_a_trained_image_branch_learns_from_the_text_in_pictures(tmp_path, tiny_bert, monkeypatch):
+    from moderation import Moderator, runfiles
+
+    run, _ = train_with_pictures(tmp_path, tiny_bert, monkeypatch, {"fusion": "late", "hidden_dim": 16})
+    predictions = runfiles.read_predictions(run)
+    assert Moderator(run).meta["image_dim"] == 32  # the mean OCR embedding is the image input (no pixel encoder)
+    m = Moderator(run)
+    red, blue = Image.new("RGB", (40, 40), (220, 20, 20)), Image.new("RGB", (40, 40), (20, 20, 220))
+    scores = m.score([red, blue])
+    assert scores[0]["ocr_text"] == "lewdword park" and scores[0]["text_scores"] is None
+    assert scores[0]["image_scores"]["sexual"] > scores[1]["image_scores"]["sexual"]
+    assert predictions is not None
+
+
+def test_a_text_head_model_scores_pictures_without_image_training(tmp_path, tiny_bert, monkeypatch):
+    from moderation import Moderator
+
+    run, _ = train_with_pictures(tmp_path, tiny_bert, monkeypatch,
+                                 {"fusion": "late", "image_branch": "text_head", "caption_picture_rule": "noisy_or"})
+    m = Moderator(run)
+    assert m.meta["image_dim"] == 0 and m.meta["image_branch"] == "text_head" and "image" in m.modalities
+    picture = m.score(Image.new("RGB", (40, 40), (220, 20, 20)))
+    caption = m.score("lewdword park")
+    assert picture["image_scores"] == pytest.approx(caption["text_scores"], abs=1e-6)
+    both = m.score({"text": "cats weather", "image": Image.new("RGB", (40, 40), (220, 20, 20))})
+    for c, p in both["scores"].items():
+        t, i = both["text_scores"][c], both["image_scores"][c]
+        assert p == pytest.approx(1 - (1 - t) * (1 - i), abs=1e-5)

@@ -11,6 +11,7 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "serving": ("serving", "Ray Serve under load vs in-process batched and unbatched calls"),
     "variants": ("inference_variants", "cheaper text-encoder inference: speed and PR-AUC change"),
     "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
+    "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
 }
 
 

@@ -54,7 +54,16 @@ def _check_serve(args) -> int:
     if args.overrides:
         raise ValueError(f"overrides {args.overrides}: key=value overrides apply to training configs; "
                          "serve settings take MODERATION_* environment variables")
-    settings = load_settings(args.config)  # ValueError naming every bad key
+    from serve.settings import MissingApiKeys
+
+    keys_note = ""
+    try:
+        settings = load_settings(args.config)  # ValueError naming every bad key
+    except MissingApiKeys:
+        # Not an error for a local run: `moderation serve` then makes a local admin key (and says so).
+        settings = load_settings(args.config, auth="disabled")
+        keys_note = "; no API keys: `moderation serve` will create a local admin key (set MODERATION_API_KEYS " \
+                    "or api_keys for a real deployment)"
     print(f"{args.config}: OK, serve settings (queue {settings.queue_url}, "
-          f"model {settings.run_dir or settings.registry_dir or 'shipped default model'})")
+          f"model {settings.run_dir or settings.registry_dir or 'shipped default model'}){keys_note}")
     return 0
