@@ -78,7 +78,9 @@ class Moderator:
         self.version: str = self.meta.get("version", self.run_dir.name)
         self.thresholds: Thresholds = runfiles.read_thresholds(self.run_dir)
         self.text_encoder = self.image_encoder = None
-        if self.meta["text_dim"]:
+        # The text encoder reads captions (text_dim > 0) and, with OCR, the text in pictures.
+        if self.meta["text_dim"] or (self.config.image_encoder.ocr and (self.meta["image_dim"]
+                                                                       or self.meta.get("image_branch") == "text_head")):
             from moderation.encoders.text import TextEncoder
 
             cfg = self.config.text_encoder
@@ -103,8 +105,10 @@ class Moderator:
 
     @property
     def modalities(self) -> list[str]:
+        reads_captions = self.text_encoder is not None and (self.meta["text_dim"] > 0
+                                                            or self.meta.get("image_branch") == "text_head")
         reads_images = self.image_encoder is not None or self.ocr_reader is not None
-        return [m for m, on in (("text", self.text_encoder is not None), ("image", reads_images)) if on]
+        return [m for m, on in (("text", reads_captions), ("image", reads_images)) if on]
 
     # -- scoring -------------------------------------------------------------------------------------------
     def why_unscorable(self, post: dict) -> str | None:
@@ -132,7 +136,9 @@ class Moderator:
 
     def featurize(self, posts: list[dict]) -> Features:
         """Encoder features of checked posts (no cache: serving and prediction see each post once)."""
-        return featurize({"text": [p.get("text") for p in posts], "image": [p.get("image") for p in posts]},
+        reads_captions = "text" in self.modalities  # an image-only model ignores captions
+        return featurize({"text": [p.get("text") if reads_captions else None for p in posts],
+                          "image": [p.get("image") for p in posts]},
                          len(self.categories), self.text_encoder, self.image_encoder, device=self.device,
                          ocr_reader=self.ocr_reader,
                          ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained")

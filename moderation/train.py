@@ -58,7 +58,8 @@ def pick_device(setting: str) -> str:
 def build_encoders(config: Config):
     from moderation.encoders.text import TextEncoder
 
-    text = TextEncoder(config.text_encoder) if config.head.fusion != "image_only" else None
+    # An image-only head reads no captions, but still needs the text encoder for the text in pictures (OCR).
+    text = TextEncoder(config.text_encoder) if config.head.fusion != "image_only" or config.image_encoder.ocr else None
     image = None
     if config.image_encoder.kind != "none" and config.head.fusion != "text_only":
         from moderation.encoders.image import build_image_encoder
@@ -82,6 +83,8 @@ def split_features(config: Config, splits, text_encoder, image_encoder, progress
     out = {}
     for name in ("train", "validation", "test"):
         columns = splits[name].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()
+        if config.head.fusion == "image_only":  # the picture alone: captions are not read
+            columns["text"] = [None] * len(columns["text"])
         out[name] = featurize(columns, len(config.categories), text_encoder, image_encoder, cache, progress,
                               ocr_reader=ocr_reader, ocr_as_image_features=config.head.image_branch == "trained")
     return out
@@ -273,7 +276,8 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     torch.manual_seed(config.train.seed)
     # Image features are the pixel encoder's, with the mean OCR text embedding appended when OCR is on.
     image_dim = train_features.image.shape[1] if train_features.image is not None else 0
-    model = ModerationModel(names, config.head.fusion, text_encoder.dim if text_encoder else 0, image_dim,
+    text_dim = text_encoder.dim if text_encoder is not None and config.head.fusion != "image_only" else 0
+    model = ModerationModel(names, config.head.fusion, text_dim, image_dim,
                             config.head.hidden_dim, config.head.dropout, zero_shot, config.head.image_branch,
                             config.head.caption_picture_rule)
     model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
