@@ -93,8 +93,9 @@ class ModerationModel(nn.Module):
         picture = self._scored_text(ocr_windows, ocr_owner, has_ocr & has_image, batch, for_prediction)
         if self.nsfw_class is not None and nsfw is not None:
             c, z = self.nsfw_class, torch.logit(nsfw.float().clamp(1e-6, 1 - 1e-6))
-            picture = picture.clone()
-            picture[:, c] = torch.where(has_image, torch.maximum(picture[:, c], z), picture[:, c])
+            # Rebuilt rather than written in place: training backpropagates through `torch.maximum`.
+            column = torch.where(has_image, torch.maximum(picture[:, c], z), picture[:, c])
+            picture = torch.cat([picture[:, :c], column.unsqueeze(1), picture[:, c + 1:]], dim=1)
         t, i = has_text.unsqueeze(1), has_image.unsqueeze(1)
         both = combine_evidence(text, picture, self.caption_picture_rule)
         fused = torch.where(t & i, both, torch.where(t, text, picture))

@@ -4,6 +4,9 @@
     local.py        run_service(...): what `moderation serve` runs (settings, local Ray, Serve, clean shutdown)
     scorer.py       the Scorer deployment (batched model calls)
     ingress.py      the HTTP ingress deployment and its FastAPI app
+    admission.py    in front of every route: liveness, the key before the body, the body deadline, draining
+    probes.py       /readyz as its own small application (503 "starting" while the model loads)
+    docs.py         /docs from the installed Swagger UI assets; the OpenAPI document's common responses
     service.py      per request: score, decide (moderation.policy), queue, log, count
     requests.py     reading a request: size limits, JSON / multipart, per-post and image checks
     metrics.py      Prometheus metrics

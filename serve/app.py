@@ -46,15 +46,21 @@ def compose(settings: ServeSettings):
     scorer = Scorer.options(
         num_replicas=settings.num_replicas,
         max_ongoing_requests=max(settings.max_ongoing_requests, settings.max_batch_size),
-        max_queued_requests=settings.max_queued_requests,
+        max_queued_requests=settings.scorer_queue,
         backpressure_config=BACKPRESSURE,
+        graceful_shutdown_timeout_s=settings.shutdown_grace_s,
         ray_actor_options={"num_cpus": settings.num_cpus_per_replica, "num_gpus": 1 if gpu else 0},
         user_config={"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s},
     ).bind(settings.run_dir, "cuda" if gpu else "cpu", settings.registry_dir, settings.reload_check_s)
+    # The ingress is async and cheap per connection: its Ray limit is kept large so that probes and keyed
+    # requests are not refused behind slow or unauthenticated ones (serve.admission answers those itself);
+    # the load that costs something is bounded by the Scorer's queue and each request's deadline.
     ingress = ModerationIngress.options(
-        max_ongoing_requests=settings.max_ongoing_requests * 4,
-        max_queued_requests=settings.max_queued_requests,
+        num_replicas=settings.ingress_replicas,
+        max_ongoing_requests=settings.ingress_max_ongoing_requests,
+        max_queued_requests=settings.ingress_max_ongoing_requests,
         backpressure_config=BACKPRESSURE,
+        graceful_shutdown_timeout_s=settings.shutdown_grace_s,
     )
     return ingress.bind(scorer, settings, run_config.category_names, severities)
 

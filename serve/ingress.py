@@ -12,7 +12,6 @@ the way Ray's class-based views find `self` (`serve.get_replica_context().servab
 
 # No `from __future__ import annotations` here: Ray's class-based FastAPI views need real annotations.
 
-import asyncio
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -21,14 +20,21 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from . import auth
+from .admission import AdmissionMiddleware, Gate
 from .auth import Authenticator
+from .db import QueueUnavailable
+from .docs import complete_openapi, mount_docs
+from .compat_openai import mount_openai
+from .compat_perspective import mount_perspective
+from .metrics import instrument
 from .review_api import ReviewContext, mount_review
 from .schemas import ModelInfo, ModerateRequest, ModerateResponse
-from .service import ModerationService
+from .service import RETRY_AFTER_S, ModerationService
 from .settings import ServeSettings
 
-app = FastAPI(title="Moderation API", version="1",
+app = FastAPI(title="Moderation API", version="1", docs_url=None, redoc_url=None,
               description="Scores posts per harm category and decides allow / review / block; human review queue.")
+mount_docs(app)  # Swagger UI from the installed assets, not a CDN
 
 
 def this_replica() -> "ModerationIngress":
@@ -44,6 +50,9 @@ def _authenticator() -> Authenticator:
 
 
 mount_review(app, _review_context, _authenticator)
+# The OpenAI- and Perspective-compatible routes (serve.compat_*) take the same service path as /v1/moderate.
+mount_openai(app, lambda: this_replica().service)
+mount_perspective(app, lambda: this_replica().service)
 
 
 @app.middleware("http")
@@ -54,8 +63,21 @@ async def announce_dev_mode(request: Request, call_next):
     return response
 
 
+# Outermost: liveness, the key check before any body is read, the body deadline and draining (serve.admission).
+app.add_middleware(AdmissionMiddleware, gate=lambda: this_replica().gate)
+# Added last, so outermost: every answer is counted by route and status, the admission's 401/408/503 included.
+instrument(app, lambda: this_replica().service.metrics)
+
+
+@app.exception_handler(QueueUnavailable)
+async def queue_unavailable(request: Request, exc: QueueUnavailable):
+    """The review queue cannot be used (e.g. its file disappeared): 503, never a 2xx for an item that is lost."""
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 @app.get("/healthz")
 async def healthz():
+    """Liveness; answered by serve.admission before routing (documented here)."""
     return {"status": "ok"}
 
 
@@ -64,14 +86,23 @@ async def root():
     return RedirectResponse("/review")
 
 
+_MODERATE_SCHEMA = ModerateRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
 def _moderate_openapi() -> dict:
-    """`/v1/moderate` reads its body itself (size limit first, then JSON or multipart), so document both."""
-    schema = ModerateRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    """`/v1/moderate` reads its body itself (size limit first, then JSON or multipart), so document both: a
+    `{"posts": [...]}` body or one post alone; the posts' schema goes to the components (complete_openapi)."""
+    request = {k: v for k, v in _MODERATE_SCHEMA.items() if k != "$defs"}
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {k: v for k, v in schema.items() if k != "$defs"}},
+        "application/json": {"schema": {"anyOf": [request, {"$ref": "#/components/schemas/PostIn"}]}},
         "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "id": {"type": "string"}, "text": {"type": "string"}, "image": {"type": "string", "format": "binary"}},
-            "required": ["id"]}}}}}
+            "id": {"type": "string", "minLength": 1, "maxLength": 255}, "text": {"type": "string"},
+            "image": {"type": "string", "format": "binary"}}, "required": ["id"]}}}},
+        "responses": {"400": {"description": "not valid JSON, or image bytes that are not a usable image"},
+                      "415": {"description": "a content type other than JSON or multipart"}}}
+
+
+complete_openapi(app, _MODERATE_SCHEMA.get("$defs", {}))
 
 
 @serve.deployment(name="ModerationAPI", ray_actor_options={"num_cpus": 0.1})
@@ -80,6 +111,7 @@ class ModerationIngress:
     def __init__(self, scorer: DeploymentHandle, settings: ServeSettings, categories: list[str],
                  severities: dict[str, float]):
         self.auth = Authenticator(settings)
+        self.gate = Gate(self.auth, settings.body_timeout_s, RETRY_AFTER_S)
         self.service = ModerationService(scorer, settings, severities)
         self.review = ReviewContext(self.service.queue, settings, list(categories), self.service.thresholds)
 
@@ -94,12 +126,19 @@ class ModerationIngress:
 
     @app.get("/readyz")
     async def readyz(self):
-        try:
-            info = await asyncio.wait_for(self.service.info(), timeout=5)
-            await asyncio.to_thread(self.service.queue)
-        except Exception as exc:
-            return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
-        return {"status": "ready", "model_version": info["model_version"]}
+        ready = await self.readiness()
+        return JSONResponse(ready, status_code=200 if ready["status"] == "ready" else 503)
+
+    async def readiness(self) -> dict:
+        """{"status": "ready", "model_version"} or {"status": "not ready", "reason"} (also called by handle)."""
+        if self.gate.draining:
+            return {"status": "not ready", "reason": "shutting down"}
+        return await self.service.readiness()
+
+    async def drain(self, grace_s: float) -> int:
+        """Shutdown, step one (serve.local): refuse new requests, let those in flight finish within `grace_s`;
+        returns how many were still running."""
+        return await self.gate.drain(grace_s)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self):

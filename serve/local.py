@@ -2,10 +2,16 @@
 
 `run_service` is all `moderation serve` does; tests start the service through it too, so what they check is
 what users run. With no API keys configured it makes one admin key for this machine (kept in
-`./.moderation-api-key`, readable by this user only) rather than run open. Ctrl-C or SIGTERM shuts Serve and
-Ray down before returning. The HTTP proxy listens on `settings.host` (127.0.0.1 by default); Ray 2.60's own
-internal services (GCS, raylet, workers) still listen on every interface and offer no setting to change that,
-so a machine on an untrusted network needs a firewall in front of them.
+`./.moderation-api-key`, readable by this user only) rather than run open. Ctrl-C or SIGTERM drains the
+service (new requests 503, those in flight finish within `shutdown_grace_s`), then shuts Serve and Ray down
+and returns normally. `/readyz` is its own small application (serve.probes), deployed first, so it answers
+503 "starting" while the model loads.
+
+The HTTP proxy listens on `settings.host` (127.0.0.1 by default). Ray 2.60's own internal services (GCS,
+raylet, workers, the dashboard agent) still listen on every interface: checked with `ss -ltnp` under
+`ray.init(_node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")`, which moves the node address but not
+the gRPC listeners, and no RAY_* setting found changes that. Ray 2.60 does require its cluster token on those
+ports; still, a machine on an untrusted network needs a firewall in front of them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from .settings import MissingApiKeys, ServeSettings, load_settings
 log = logging.getLogger(__name__)
 
 KEY_FILE = Path(".moderation-api-key")
+APP_NAME = "moderation"
 
 
 def local_admin_key(path: Path = KEY_FILE) -> dict:
@@ -55,7 +62,11 @@ def start(settings: ServeSettings, num_cpus: int | None = None) -> None:
     app = build_app(settings)
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False)
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(app, name="moderation", route_prefix="/")
+    from .probes import ReadinessProbe
+
+    # First, so /readyz answers 503 "starting" (not 404) while the model loads.
+    serve.run(ReadinessProbe.bind(APP_NAME), name=f"{APP_NAME}-readiness", route_prefix="/readyz")
+    serve.run(app, name=APP_NAME, route_prefix="/")
 
 
 def stop() -> None:
@@ -68,25 +79,68 @@ def stop() -> None:
         ray.shutdown()
 
 
+def drain(settings: ServeSettings) -> None:
+    """Stop accepting requests and let those in flight finish, within `settings.shutdown_grace_s`."""
+    from ray import serve
+
+    try:
+        handle = serve.get_app_handle(APP_NAME)
+        left = handle.drain.remote(settings.shutdown_grace_s).result(timeout_s=settings.shutdown_grace_s + 5)
+    except Exception:  # noqa: BLE001 - shutting down regardless; say why the drain was cut short
+        log.warning("could not drain the service before stopping", exc_info=True)
+        return
+    if left:
+        log.warning("%d requests were still running after the %g s grace period", left, settings.shutdown_grace_s)
+    else:
+        log.info("drained: no request in flight")
+
+
 def run_service(settings_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 num_cpus: int | None = None, on_ready: Callable[[ServeSettings], None] | None = None,
                 stop_event: threading.Event | None = None) -> None:
-    """Run the service until Ctrl-C, SIGTERM or `stop_event`; `on_ready(settings)` once it answers."""
+    """Run the service until Ctrl-C, SIGTERM or `stop_event`, then drain it and stop; `on_ready(settings)` once
+    it answers.
+
+    SIGTERM and SIGINT (Ctrl-C) are handled here, in the main thread, replacing what `ray.init` installs (a
+    stack dump and exit 15): new requests get 503, those in flight finish within `shutdown_grace_s`, Serve
+    and Ray stop, and the caller returns normally (exit status 0).
+    """
     settings = service_settings(settings_path, overrides or {})
     stop_event = stop_event or threading.Event()
-    previous = None
-    try:
-        start(settings, num_cpus)
+    previous: dict[int, Any] = {}
+
+    def handle_signals() -> None:
         if threading.current_thread() is threading.main_thread():
-            # ray.init installed its own SIGTERM handling (a stack dump, then exit): drain through ours instead.
-            previous = signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
-        if on_ready is not None:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                old = signal.signal(signum, lambda signum, _frame: _stop(stop_event, signum))
+                previous.setdefault(signum, old)
+
+    started = False
+    try:
+        handle_signals()  # a signal during start-up also stops cleanly
+        start(settings, num_cpus)
+        started = True
+        handle_signals()  # again: ray.init replaced ours
+        if on_ready is not None and not stop_event.is_set():
             on_ready(settings)
-        while not stop_event.wait(1.0):
+        while not stop_event.wait(0.5):
             pass
+        drain(settings)
     except KeyboardInterrupt:
         log.info("interrupted: shutting the service down")
     finally:
-        stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if started or _ray_running():
+            stop()
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _stop(stop_event: threading.Event, signum: int) -> None:
+    log.info("%s received: draining the service, then stopping", signal.Signals(signum).name)
+    stop_event.set()
+
+
+def _ray_running() -> bool:
+    import ray
+
+    return ray.is_initialized()

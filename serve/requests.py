@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
 
+from .db.schema import POST_ID_MAX
 from .schemas import ModerateRequest, PostIn
 from .settings import ServeSettings
 
@@ -66,6 +67,8 @@ def _parse_json(body: bytes) -> list[ParsedPost]:
         payload = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested arrays: valid JSON, but no post is shaped like that
+        raise HTTPException(422, "body: JSON nested too deeply (a post is an object of strings)") from None
     try:
         if isinstance(payload, dict) and "posts" in payload:
             items = ModerateRequest.model_validate(payload).posts
@@ -81,6 +84,8 @@ def _parse_json(body: bytes) -> list[ParsedPost]:
                 image = base64.b64decode(item.image_base64, validate=True)
             except (binascii.Error, ValueError):
                 raise HTTPException(400, f"posts[{i}].image_base64: not valid base64") from None
+            if not image:
+                raise HTTPException(422, f"posts[{i}].image_base64: empty image (leave the field out for none)")
         posts.append(ParsedPost(id=item.id, text=item.text, image_bytes=image, field=f"posts[{i}]"))
     return posts
 
@@ -103,9 +108,13 @@ async def _parse_multipart(request: Request, body: bytes) -> ParsedPost:
     if not post_id or not isinstance(post_id, str):
         raise HTTPException(422, "id: required form field")
     image = form.get("image")
-    data = await image.read() if image is not None and hasattr(image, "read") else None
+    if image is not None and not hasattr(image, "read"):
+        raise HTTPException(422, "image: must be a file part (multipart filename), not a plain field")
+    data = await image.read() if image is not None else None
+    if image is not None and not data:
+        raise HTTPException(422, "image: empty file (leave the part out for none)")
     text = form.get("text")
-    return ParsedPost(id=post_id, text=text if isinstance(text, str) else None, image_bytes=data or None)
+    return ParsedPost(id=post_id, text=text if isinstance(text, str) else None, image_bytes=data, field="form")
 
 
 def _replay(body: bytes):
@@ -123,6 +132,13 @@ def _replay(body: bytes):
 
 
 def _check_post(post: ParsedPost, settings: ServeSettings) -> None:
+    # The stores cannot hold these (PostgreSQL text rejects NUL; post_id is a POST_ID_MAX-character column):
+    # refused here, naming the field, rather than failing with a 500 after scoring.
+    if len(post.id) > POST_ID_MAX:
+        raise HTTPException(422, f"{post.field}.id: {len(post.id)} characters, at most {POST_ID_MAX}")
+    for name, value in (("id", post.id), ("text", post.text)):
+        if value is not None and "\x00" in value:
+            raise HTTPException(422, f"{post.field}.{name}: contains a NUL character (U+0000), which is not allowed")
     if post.text is not None and len(post.text) > settings.max_text_chars:
         raise HTTPException(422, f"{post.field}.text: {len(post.text)} characters, at most {settings.max_text_chars}")
     if not (post.text and post.text.strip()) and not post.image_bytes:
@@ -139,20 +155,18 @@ def decode_image(post: ParsedPost, settings: ServeSettings) -> bytes:
         load_image(post.image_bytes, max_pixels=settings.max_image_pixels)
     except ImageError as exc:
         raise HTTPException(400, f"{post.field}.image: {exc}") from None
-    post.image_mime = _MIME.get(_sniff(post.image_bytes), "application/octet-stream")
+    post.image_mime = image_mime(post.image_bytes)
     return post.image_bytes
 
 
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "BMP": "image/bmp"}
-
-
-def _sniff(data: bytes) -> str | None:
+def image_mime(data: bytes) -> str:
+    """The media type of image bytes Pillow decodes, from Pillow's own table (`Image.MIME`: TIFF, PPM, ICO and
+    every other format it reads), so the queue always stores an `image/*` type for them."""
     from io import BytesIO
 
     from PIL import Image
 
-    try:
-        with Image.open(BytesIO(data)) as img:
-            return img.format
-    except Exception:
-        return None
+    with Image.open(BytesIO(data)) as img:
+        fmt = img.format
+        mime = img.get_format_mimetype() or Image.MIME.get(fmt or "")
+    return mime if mime and mime.startswith("image/") else f"image/x-{(fmt or 'unknown').lower()}"

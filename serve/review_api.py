@@ -49,10 +49,12 @@ from moderation.policy import Thresholds
 from . import auth
 from .auth import Authenticator
 from .db import ClaimError, Item, ItemNotFound, ReviewQueue
+from .db.queries import ClaimFilter
 from .db.records import check_labels
+from .db.review_queue import MAX_INT64
 from .review_models import (
     AuditEventOut, ClaimIn, ClaimOut, DecisionIn, DecisionOut, ErrorOut, ExportIn, ExtendIn, PendingOut,
-    ReviewConfigOut, ReviewItemOut, StatsOut,
+    ReviewConfigOut, ReviewItemOut, SecondReviewIn, StatsOut,
 )
 from .settings import ServeSettings
 
@@ -70,6 +72,7 @@ ERRORS = {404: {"model": ErrorOut, "description": "no such item"},
           409: {"model": ErrorOut, "description": "not your claim, lease expired, or already decided"},
           422: {"description": "bad input; `detail` names the field or category and what is allowed"}}
 
+UNDO_WINDOW_S = 120  # how long a reviewer may take back their own decision (a slip of the key)
 ThresholdsLookup = Callable[[str], Thresholds | None]  # model version -> that version's thresholds, if known
 
 
@@ -130,7 +133,7 @@ router = APIRouter(tags=["review"])
 
 @router.get("/v1/review/items", response_model=PendingOut, summary="Open items, in the order claims serve them")
 def list_items(request: Request, who: Reviewer, ctx: Context, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-               offset: Annotated[int, Query(ge=0)] = 0) -> PendingOut:
+               offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0) -> PendingOut:
     pending = ctx.queue().list_pending(limit=limit, offset=offset)
     return PendingOut(items=[ctx.item_out(request, item) for item in pending], limit=limit, offset=offset)
 
@@ -158,8 +161,24 @@ def get_image(item_id: int, who: Reviewer, ctx: Context) -> Response:
 def claim(request: Request, who: Reviewer, ctx: Context, body: Annotated[ClaimIn, Body()] = ClaimIn()) -> ClaimOut:
     lease_s = body.lease_s or ctx.settings.review_lease_s
     with queue_errors():
-        claimed = ctx.queue().claim(who, lease_seconds=lease_s, n=body.n)
+        claimed = ctx.queue().claim(who, lease_seconds=lease_s, n=body.n, only=claim_filter(body, ctx))
     return ClaimOut(items=[ctx.item_out(request, item) for item in claimed], lease_s=lease_s)
+
+
+def claim_filter(body: ClaimIn, ctx: ReviewContext) -> ClaimFilter:
+    """The queue filter of a claim. A category means items it sent (or could have sent) to review: its fused
+    score at or above its review threshold in the item's model version (0.5 where the version's thresholds
+    are unknown, the page's fallback for suggestions too)."""
+    if body.category is not None and body.category not in ctx.categories:
+        raise HTTPException(422, f"category: {body.category!r} is not one of {ctx.categories}")
+    minimum = {}
+    if body.category is not None:
+        for version in ctx.queue().open_versions():
+            thresholds = ctx.thresholds(version)
+            if thresholds is not None and body.category in thresholds.categories:
+                minimum[version] = thresholds[body.category].review
+    return ClaimFilter(reason=body.reason, since=body.since, until=body.until, category=body.category,
+                       category_min=minimum)
 
 
 @router.post("/v1/review/items/{item_id}/decision", response_model=DecisionOut, responses=ERRORS,
@@ -178,6 +197,22 @@ def release(request: Request, item_id: int, who: Reviewer, ctx: Context) -> Revi
         return ctx.item_out(request, ctx.queue().release(item_id, who))
 
 
+@router.post("/v1/review/items/{item_id}/undo", response_model=ReviewItemOut, responses=ERRORS,
+             summary=f"Take back your own decision within {UNDO_WINDOW_S} s; the item is yours to decide again")
+def undo(request: Request, item_id: int, who: Reviewer, ctx: Context) -> ReviewItemOut:
+    with queue_errors():
+        item = ctx.queue().undo_decision(item_id, who, UNDO_WINDOW_S, ctx.settings.review_lease_s)
+    return ctx.item_out(request, item)
+
+
+@router.post("/v1/review/items/{item_id}/second-review", response_model=ReviewItemOut, responses=ERRORS,
+             summary="Re-open a decided item for a different reviewer's decision")
+def second_review(request: Request, item_id: int, who: Reviewer, ctx: Context,
+                  body: Annotated[SecondReviewIn, Body()] = SecondReviewIn()) -> ReviewItemOut:
+    with queue_errors():
+        return ctx.item_out(request, ctx.queue().request_second_review(item_id, who, note=body.note))
+
+
 @router.post("/v1/review/items/{item_id}/extend", response_model=ReviewItemOut, responses=ERRORS,
              summary="Extend your live claim from now")
 def extend(request: Request, item_id: int, who: Reviewer, ctx: Context,
@@ -193,7 +228,7 @@ def extend(request: Request, item_id: int, who: Reviewer, ctx: Context,
 @router.get("/v1/review/config", response_model=ReviewConfigOut, summary="Reviewer page set-up")
 def review_config(who: Reviewer, ctx: Context) -> ReviewConfigOut:
     return ReviewConfigOut(reviewer=who, categories=ctx.categories, auth_disabled=ctx.settings.auth == "disabled",
-                           lease_s=ctx.settings.review_lease_s)
+                           lease_s=ctx.settings.review_lease_s, undo_window_s=UNDO_WINDOW_S)
 
 
 @router.get("/v1/review/stats", response_model=StatsOut, summary="Queue counts")
@@ -202,9 +237,10 @@ def stats(who: Reviewer, ctx: Context) -> StatsOut:
 
 
 @router.get("/v1/review/audit", response_model=list[AuditEventOut], summary="Audit events, oldest first (admin)")
-def audit(who: Admin, ctx: Context, item_id: int | None = None,
+def audit(who: Admin, ctx: Context, item_id: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
           limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[AuditEventOut]:
-    return [AuditEventOut.of(event) for event in ctx.queue().audit(item_id=item_id, limit=limit)]
+    with queue_errors():
+        return [AuditEventOut.of(event) for event in ctx.queue().audit(item_id=item_id, limit=limit)]
 
 
 @router.post("/v1/review/export", response_class=FileResponse, summary="Reviewed rows as training data (admin)",

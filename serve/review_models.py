@@ -125,6 +125,12 @@ class ClaimIn(_Body):
     n: int = Field(1, ge=1, le=50, description="how many items to claim at once")
     lease_s: int | None = Field(None, ge=10, le=86_400,
                                 description="claim length in seconds; default: the server's review_lease_s")
+    category: str | None = Field(None, description="only items this category sent (or could have sent) to review: "
+                                                   "its fused score at or above its review threshold")
+    reason: Literal["review_band", "random_sample", "block_sample"] | None = Field(
+        None, description="only items enqueued for this reason")
+    since: AwareDatetime | None = Field(None, description="only items enqueued at or after this time")
+    until: AwareDatetime | None = Field(None, description="only items enqueued before this time")
 
 
 class ClaimOut(BaseModel):
@@ -135,6 +141,10 @@ class ClaimOut(BaseModel):
 class ExtendIn(_Body):
     lease_s: int | None = Field(None, ge=10, le=86_400,
                                 description="new lease length from now, in seconds; default: review_lease_s")
+
+
+class SecondReviewIn(_Body):
+    note: str = Field("", max_length=10_000, description="why a second opinion is wanted (kept in the audit log)")
 
 
 class DecisionIn(_Body):
@@ -177,6 +187,7 @@ class ReviewConfigOut(BaseModel):
     categories: list[str] = Field(description="the configured categories, in label-toggle order (keys 1..9)")
     auth_disabled: bool = Field(description="true in local development mode: no API keys are checked")
     lease_s: int = Field(description="the default claim length in seconds")
+    undo_window_s: int = Field(description="how long after a decision its reviewer may undo it, in seconds")
 
 
 class ErrorOut(BaseModel):

@@ -11,7 +11,8 @@ from moderation.policy import Action, ClassThresholds, Reason, Thresholds
 
 class PostIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=256, description="the platform's post id; review enqueue is idempotent on it")
+    id: str = Field(min_length=1, max_length=255, description="the platform's post id (at most 255 characters, the "
+                    "review queue's column; no NUL characters); review enqueue is idempotent on it")
     text: str | None = Field(None, description="the post's text")
     image_base64: str | None = Field(None, description="the post's image, base64-encoded (JPEG, PNG, GIF, WebP, BMP)")
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from fastapi import HTTPException, Request
-from ray.serve.exceptions import BackPressureError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from moderation import runfiles
 from moderation.policy import Decision, Thresholds, decide
@@ -33,6 +34,8 @@ from .settings import ServeSettings
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1  # what a 503 asks the client to wait, in seconds
+# What a caller sees when a Scorer replica died or cannot be reached: answered 503 + Retry-After, not 500.
+REPLICA_GONE = (RayActorError, ActorDiedError, ActorUnavailableError, DeploymentUnavailableError)
 
 
 class ModelThresholds:
@@ -89,6 +92,16 @@ class ModelThresholds:
         return None
 
 
+def not_ready(reason: str) -> dict:
+    return {"status": "not ready", "reason": reason}
+
+
+def _ignore_result(future: asyncio.Future) -> None:
+    """Retrieve the outcome of scoring nobody waits for any more (else asyncio logs it as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def run_version(run_dir: Path) -> str:
     """The model version a run directory serves as (what `Moderator.version` reports)."""
     return runfiles.read_json(Path(run_dir) / runfiles.MODEL).get("version", Path(run_dir).name)
@@ -99,7 +112,7 @@ class ModerationService:
         self.scorer = scorer
         self.settings, self.severities = settings, severities
         self.sampling = settings.sampling
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(queue_stats=lambda: self.queue().stats())
         self.rng = random.Random()
         self.thresholds = ModelThresholds(settings.run_dir, settings.registry_dir)
         self._info: dict | None = None
@@ -124,13 +137,14 @@ class ModerationService:
                                                            retention_days=s.retention_days)
             return self._prediction_log
 
-    async def info(self, version: str | None = None) -> dict:
+    async def info(self, version: str | None = None, refresh: bool = False) -> dict:
         """The served model (version, categories, modalities, Thresholds); refetched when a response names
-        another version (a promotion in the registry)."""
-        if self._info is None or (version is not None and version != self._info["model_version"]):
+        another version (a promotion in the registry), or on `refresh` (readiness: is a replica alive?)."""
+        if refresh or self._info is None or (version is not None and version != self._info["model_version"]):
             info = await self.scorer.info.remote()
             info["thresholds"] = Thresholds.model_validate(info["thresholds"])
             self.thresholds.add(info["model_version"], info["thresholds"])
+            self.metrics.set_model_version(info["model_version"])
             self._info = info
         return self._info
 
@@ -144,25 +158,83 @@ class ModerationService:
         started = time.perf_counter()
         body = await read_limited_body(request, self.settings.max_request_bytes)
         posts = await parse_moderate_request(request, body, self.settings)
-        scoring = [{"id": p.id, "text": p.text, "image": decode_image(p, self.settings) if p.image_bytes else None}
-                   for p in posts]
-        try:
-            scored = await asyncio.gather(*[self.scorer.score.remote(p) for p in scoring])
-        except BackPressureError as exc:
-            raise HTTPException(503, f"the model is at capacity ({exc.message}); retry shortly",
-                                headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        return await self.moderate_posts(posts, started)
+
+    async def moderate_posts(self, posts: list[ParsedPost], started: float | None = None,
+                             store: bool = True) -> ModerateResponse:
+        """Score, decide, queue, log and count parsed posts: the one path every API (/v1/moderate and the
+        compatible endpoints in serve.compat_*) takes. `store=False` (a caller asked that nothing be kept)
+        neither enqueues for review nor writes the prediction log; the decision is the same."""
+        started = time.perf_counter() if started is None else started
+        # Decoding a large image takes a while: off the event loop, so other requests are not held up.
+        images = [await asyncio.to_thread(decode_image, p, self.settings) if p.image_bytes else None for p in posts]
+        scoring = [{"id": p.id, "text": p.text, "image": image} for p, image in zip(posts, images)]
+        scored = await self._score(scoring, started)
         failed = [r for r in scored if "error" in r]
         if failed:
-            raise HTTPException(422, f"post {failed[0]['id']!r}: {failed[0]['error']}")
+            error, post_id = failed[0]["error"], failed[0]["id"]
+            field = next(p.field for p in posts if p.id == post_id)
+            raise HTTPException(422, error if error.startswith(f"post {post_id!r}") else f"{field} ({post_id!r}): {error}")
         info = await self.info(scored[0]["model_version"])
-        results = [await self._decide_and_queue(post, r, info["thresholds"]) for post, r in zip(posts, scored)]
-        if self.settings.prediction_log:
+        results = [await self._decide_and_queue(post, r, info["thresholds"], store) for post, r in zip(posts, scored)]
+        if self.settings.prediction_log and store:
             await self._log_predictions(posts, scored, results)
-        elapsed = (time.perf_counter() - started) * 1000
-        self.metrics.observe_request(elapsed, [r["batch_size"] for r in scored], results)
-        return ModerateResponse(model_version=scored[0]["model_version"], elapsed_ms=round(elapsed, 2), results=results)
+        elapsed_s = time.perf_counter() - started
+        self.metrics.observe_request(elapsed_s, [r["batch_size"] for r in scored], results)
+        return ModerateResponse(model_version=scored[0]["model_version"], elapsed_ms=round(elapsed_s * 1000, 2),
+                                results=results)
 
-    async def _decide_and_queue(self, post: ParsedPost, scored: dict, thresholds: Thresholds) -> PostResult:
+    async def _score(self, scoring: list[dict], started: float) -> list[dict]:
+        """Scores from the Scorer, or 503 + Retry-After when it is at capacity, has no live replica, or cannot
+        score the request within its deadline.
+
+        Each post carries its deadline (wall clock): a Scorer drops posts whose deadline has passed instead of
+        scoring them for nobody. The calls are never cancelled from here: cancelling a request inside a
+        `@serve.batch` method leaked its slot in Ray 2.60 and stalled the Scorer for good (found by
+        test_overload_answers_503_with_retry_after_and_recovers).
+        """
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        remaining = self.settings.request_deadline_s - (time.perf_counter() - started)
+        deadline = time.time() + remaining
+        gathered = asyncio.gather(*[self.scorer.score.remote({**p, "deadline": deadline}) for p in scoring])
+        try:
+            return await asyncio.wait_for(asyncio.shield(gathered), timeout=max(remaining, 0.01))
+        except BackPressureError:
+            raise HTTPException(503, "the model is at capacity; retry shortly", headers=retry) from None
+        except asyncio.TimeoutError:
+            gathered.add_done_callback(_ignore_result)
+            raise HTTPException(503, f"the model could not score this request within "
+                                f"{self.settings.request_deadline_s:g} s; retry shortly", headers=retry) from None
+        except REPLICA_GONE as exc:
+            log.warning("a scoring replica is gone (%s); answering 503", type(exc).__name__)
+            raise HTTPException(503, "no scoring replica is available; retry shortly", headers=retry) from None
+
+    async def readiness(self) -> dict:
+        """{"status": "ready", "model_version"} when a scoring replica answers and the queue can be written and
+        read back; else {"status": "not ready", "reason"}."""
+        try:
+            info = await asyncio.wait_for(self.info(refresh=True), timeout=self.settings.request_deadline_s)
+        except asyncio.TimeoutError:
+            return not_ready("no scoring replica answered within "
+                             f"{self.settings.request_deadline_s:g} s (loading, or at capacity)")
+        except REPLICA_GONE as exc:
+            return not_ready(f"no scoring replica is alive ({type(exc).__name__})")
+        except BackPressureError:  # alive and busy: overload is answered by shedding, not by leaving rotation
+            if self._info is None:
+                return not_ready("the model is at capacity and has not answered yet")
+            info = self._info
+        except Exception as exc:  # noqa: BLE001 - a probe reports every failure as a reason
+            return not_ready(f"the model is not available: {exc}")
+        try:
+            await asyncio.wait_for(asyncio.to_thread(lambda: self.queue().check()), timeout=5)
+        except asyncio.TimeoutError:
+            return not_ready("the review queue did not answer within 5 s")
+        except Exception as exc:  # noqa: BLE001
+            return not_ready(f"the review queue is not usable: {exc}")
+        return {"status": "ready", "model_version": info["model_version"]}
+
+    async def _decide_and_queue(self, post: ParsedPost, scored: dict, thresholds: Thresholds,
+                                store: bool = True) -> PostResult:
         decision = decide(scored["scores"], thresholds, self.sampling, self.rng)
         text, image = scored["text_scores"] or {}, scored["image_scores"] or {}
         modality = scored.get("modality") or {}
@@ -170,7 +242,7 @@ class ModerationService:
                                         action=decision.category_actions[c], modality=modality.get(c))
                       for c, s in scored["scores"].items()}
         item_id = None
-        if decision.to_review:
+        if decision.to_review and store:
             # Answer only after the queue has committed the item: an accepted post is never lost.
             item_id = await asyncio.to_thread(self._enqueue, post, scored, decision, thresholds)
         return PostResult(id=post.id, action=decision.action, reason=decision.reason, drivers=list(decision.drivers),

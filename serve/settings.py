@@ -57,8 +57,22 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, description="most posts scored in one model call")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="how long a batch waits to fill up")
     max_ongoing_requests: int = Field(64, ge=1, description="requests one Scorer replica holds at once")
-    max_queued_requests: int = Field(256, ge=1, description="beyond this, requests get 503 + Retry-After")
+    # Overload: queues hold a second or two of work, sized from the measured capacity, so overload answers
+    # 503 + Retry-After at once instead of making every client wait (`moderation bench serving` measures it).
+    capacity_posts_per_s: float = Field(40.0, gt=0, description="posts/s one Scorer replica scores, as measured "
+                                        "on this hardware (moderation bench serving); sizes the queues")
+    max_queue_s: float = Field(1.5, gt=0, description="seconds of queued work a Scorer replica may hold")
+    max_queued_requests: int | None = Field(None, ge=1, description="posts queued per Scorer replica beyond those it "
+                                            "holds; default capacity_posts_per_s * max_queue_s; beyond: 503 + Retry-After")
+    request_deadline_s: float = Field(2.0, gt=0, description="a request not scored within this many seconds is "
+                                      "dropped from the queue and answered 503 + Retry-After")
+    body_timeout_s: float = Field(5.0, gt=0, description="a request body not received within this is cut off (408)")
+    ingress_max_ongoing_requests: int = Field(2000, ge=1, description="connections one ingress replica holds; "
+                                              "admission beyond it is by the queues above, so keep it large")
+    shutdown_grace_s: float = Field(15.0, ge=0, description="on SIGTERM / Ctrl-C, how long requests in flight "
+                                    "may take to finish before the service stops")
     num_replicas: int = Field(1, ge=1, description="Scorer replicas")
+    ingress_replicas: int = Field(1, ge=1, description="HTTP ingress replicas (they share queue_url)")
     num_cpus_per_replica: float = Field(1.0, gt=0, description="CPUs Ray reserves per Scorer replica")
     use_gpu: Literal["auto", "yes", "no"] = Field("auto", description="auto: a GPU when torch sees one")
     random_review_rate: float = Field(0.01, ge=0, le=1, description="share of allowed posts sent to review "
@@ -103,9 +117,9 @@ class ServeSettings(BaseSettings):
         if self.max_ongoing_requests < self.max_batch_size:
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                              f"({self.max_batch_size}): a replica never holds more requests than that")
-        if self.max_ongoing_requests + self.max_queued_requests < self.max_posts_per_request:
+        if self.max_ongoing_requests + self.scorer_queue < self.max_posts_per_request:
             raise ValueError(f"max_ongoing_requests + max_queued_requests ({self.max_ongoing_requests} + "
-                             f"{self.max_queued_requests}) must be >= max_posts_per_request ({self.max_posts_per_request}): "
+                             f"{self.scorer_queue}) must be >= max_posts_per_request ({self.max_posts_per_request}): "
                              "each post of a request is one model call, so a full request could never be accepted")
         if self.run_dir and self.registry_dir:
             raise ValueError(f"give run_dir ({self.run_dir!r}) or registry_dir ({self.registry_dir!r}), not both")
@@ -117,6 +131,13 @@ class ServeSettings(BaseSettings):
                 NO_API_KEYS, "auth is required but no api_keys are configured: set MODERATION_API_KEYS "
                              "(name:role+role:key,...) or api_keys in the settings file, or auth: disabled for local use")
         return self
+
+    @property
+    def scorer_queue(self) -> int:
+        """Posts one Scorer replica may queue: max_queued_requests, or max_queue_s seconds of measured capacity."""
+        if self.max_queued_requests is not None:
+            return self.max_queued_requests
+        return max(1, round(self.capacity_posts_per_s * self.max_queue_s))
 
     @property
     def log_url(self) -> str:

@@ -231,7 +231,7 @@ def test_monitor_flags_a_shifted_class(trained_run, tmp_path, capsys):
                                             action=Action.ALLOW.value))
         log.record(entries)
     out = tmp_path / "monitor"
-    assert main(["monitor", "--run", str(run), "--log", url, "--out", str(out)]) == 0
+    assert main(["monitor", "--run", str(run), "--log", url, "--out", str(out)]) == 3  # drift: non-zero for cron/CI
     printed = capsys.readouterr().out
     assert "FLAGGED violence" in printed and (out / "monitor.md").is_file()
 
@@ -253,3 +253,106 @@ def test_audit_and_live_quality_commands(trained_run, tmp_path, capsys, monkeypa
     assert (tmp_path / "live.md").is_file() and (tmp_path / "live.json").is_file()
     assert main(["live-quality", "--queue", queue_url, "--run", str(run), "--blocked", "hate"]) == 2
     assert "expected CATEGORY=COUNT" in capsys.readouterr().err
+
+
+# -- CLI conventions (issue 12): table formats, exit codes, databases that must exist, hub access, quiet loads ----
+
+
+def test_predict_reads_and_writes_csv_and_parquet_by_extension(trained_run, tmp_path, capfd):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run, _ = trained_run
+    table = tmp_path / "posts.csv"
+    # The header is never scored; `id` is optional (then the line number); other columns are ignored.
+    table.write_text("text,source\nhello cats,forum\nthe park threatword today,forum\n")
+    out = tmp_path / "scores.parquet"
+    capfd.readouterr()
+    assert main(["predict", "--run", str(run), "--data", str(table), "--out", str(out), "-q"]) == 0
+    assert "Loading weights" not in capfd.readouterr().err  # no weight-loading bar on every model load
+    rows = pq.read_table(out).to_pylist()
+    assert [r["id"] for r in rows] == ["2", "3"] and all(0 <= r["score__violence"] <= 1 for r in rows)
+    assert rows[0]["image_score__hate"] is None and rows[0]["error"] is None
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["hello cats", "the park threatword today"]}), tmp_path / "in.parquet")
+    assert main(["predict", "--run", str(run), "--data", str(tmp_path / "in.parquet"),
+                 "--out", str(tmp_path / "out.csv"), "-q"]) == 0
+    with open(tmp_path / "out.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["id"] for r in written] == ["a", "b"] and 0 <= float(written[1]["score__violence"]) <= 1
+    assert set(written[0]) >= {"id", "error", "ocr_text", "score__hate", "text_score__hate", "modality__hate"}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("body,source\nhello,forum\n", "needs a 'text' and/or an 'image' column"),
+    ("text,image\nhello,\n,\n", "line 3 (id '3') has neither text nor image"),
+    ("id,text\na,hello\na,again\n", "line 3: duplicate id 'a'"),
+])
+def test_bad_tables_exit_2_naming_the_file_and_line(trained_run, tmp_path, capsys, content, message):
+    run, _ = trained_run
+    (tmp_path / "posts.csv").write_text(content)
+    assert main(["predict", "--run", str(run), "--data", str(tmp_path / "posts.csv"),
+                 "--out", str(tmp_path / "o.jsonl"), "-q"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["predict", "--run", str(run), "--data", str(tmp_path / "posts.csv"), "--out", str(tmp_path / "o.xlsx")]) == 2
+    assert "output must end in one of ['.jsonl', '.csv', '.parquet']" in capsys.readouterr().err
+
+
+def test_monitor_and_live_quality_refuse_a_database_that_does_not_exist(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    missing = tmp_path / "nowhere.db"
+    assert main(["monitor", "--run", str(run), "--log", f"sqlite:///{missing}", "--out", str(tmp_path / "m")]) == 2
+    assert "no such database file" in capsys.readouterr().err
+    assert main(["live-quality", "--queue", f"sqlite:///{missing}", "--run", str(run)]) == 2
+    assert "--queue" in capsys.readouterr().err
+    assert not missing.exists()  # nothing was created
+
+
+def test_monitor_exits_0_without_drift(trained_run, tmp_path):
+    import numpy as np
+
+    from moderation import runfiles as rf
+    from serve.db import LoggedPrediction, open_prediction_log
+
+    run, _ = trained_run
+    version = rf.read_json(run / rf.MODEL)["version"]
+    categories, reference = rf.read_reference_scores(run)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    rows = reference[np.random.default_rng(1).integers(0, len(reference), 300)]  # drawn from the reference itself
+    with open_prediction_log(url) as log:
+        log.record([LoggedPrediction(post_id=f"p{i}", model_version=version, action="allow",
+                                     scores={c: float(v) for c, v in zip(categories, row)}) for i, row in enumerate(rows)])
+    assert main(["monitor", "--run", str(run), "--log", url, "--out", str(tmp_path / "m")]) == 0
+
+
+def test_the_cli_leaves_hub_access_to_the_user_and_says_how_to_go_offline(tmp_path, monkeypatch, capsys):
+    import os
+
+    from moderation.config import TextEncoderConfig
+    from moderation.encoders.loading import hub_hint
+    from moderation.encoders.text import TextEncoder
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    main(["check-config", str(tmp_path / "none.yaml")])
+    capsys.readouterr()
+    assert "HF_HUB_OFFLINE" not in os.environ and "HF_DATASETS_OFFLINE" not in os.environ  # never forced
+    assert "export HF_HUB_OFFLINE=1" in hub_hint("org/model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "unset HF_HUB_OFFLINE" in hub_hint("org/model")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set.*unset HF_HUB_OFFLINE"):
+        TextEncoder(TextEncoderConfig(model="example-org/not-in-the-cache"))
+
+
+def test_loading_a_model_prints_no_weight_loading_bar_and_keeps_the_users_setting(tiny_bert, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from moderation.config import TextEncoderConfig
+    from moderation.encoders.text import TextEncoder
+
+    hf_logging.enable_progress_bar()  # as a user's program has it (the CLI turns it off for itself)
+    capfd.readouterr()
+    TextEncoder(TextEncoderConfig(model=str(tiny_bert)))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored after the load

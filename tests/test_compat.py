@@ -263,3 +263,29 @@ def test_category_tables_map_onto_our_categories_only():
         assert f"| {ours} | {theirs} |" in guide.replace("`", "")
     for theirs, ours in PERSPECTIVE_ATTRIBUTES.items():
         assert f"| {theirs} | {ours} |" in guide.replace("`", "")
+
+
+def test_perspective_requests_are_checked_before_scoring():
+    from serve.compat_perspective import check_languages, parse_analyze_request, served_attributes
+    from serve.settings import ServeSettings
+
+    settings = ServeSettings(auth="disabled", max_text_chars=20)
+    parse = lambda body: parse_analyze_request(json.dumps(body).encode(), settings)  # noqa: E731
+    ok = parse({"comment": {"text": "hello"}, "requestedAttributes": {"TOXICITY": {}}, "clientToken": "c"})
+    assert ok.comment.text == "hello" and not ok.doNotStore
+    for body, needle in [
+        ({"comment": {"text": "x" * 21}, "requestedAttributes": {"TOXICITY": {}}}, "comment.text: 21 characters"),
+        ({"comment": {"text": " "}, "requestedAttributes": {"TOXICITY": {}}}, "comment.text: empty"),
+        ({"comment": {"text": "hi"}, "requestedAttributes": {}}, "requestedAttributes"),
+        ({"comment": {"text": "hi"}, "requestedAttributes": {"TOXICITY": {"scoreType": "RAW"}}}, "scoreType"),
+        ({"comment": {"text": "hi", "type": "HTML"}, "requestedAttributes": {"TOXICITY": {}}}, "comment.type"),
+    ]:
+        with pytest.raises(HTTPException) as error:
+            parse(body)
+        assert error.value.status_code == 400 and needle in error.value.detail, error.value.detail
+    attributes = parse({"comment": {"text": "hi"}, "requestedAttributes": {"THREAT": {}}}).requestedAttributes
+    with pytest.raises(HTTPException, match="requestedAttributes.THREAT: unknown or not scored by this model"):
+        served_attributes(attributes, ["toxicity", "hate"])  # a model without a violence class
+    assert check_languages(None) == ["en"] and check_languages(["de", "en-GB"]) == ["en-GB"]
+    with pytest.raises(HTTPException, match=r"languages: \['fr'\] not supported"):
+        check_languages(["fr"])

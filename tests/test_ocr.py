@@ -196,3 +196,15 @@ def test_a_text_head_model_scores_pictures_without_image_training(tmp_path, tiny
     for c, p in both["scores"].items():
         t, i = both["text_scores"][c], both["image_scores"][c]
         assert p == pytest.approx(1 - (1 - t) * (1 - i), abs=1e-5)
+
+
+def test_a_text_head_model_with_nsfw_trains_on_posts_with_pictures(text_encoder):
+    """Posts with pictures in the training data backpropagate through the picture evidence (no in-place ops)."""
+    model = text_head_model(text_encoder.dim, "noisy_or", nsfw_class=2).train()
+    f = featurize({"text": ["cats", "slurword park"], "image": [PNG, OTHER_PNG]}, 3, text_encoder, None,
+                  ocr_reader=FixedReader("threatword"))
+    f.extras["nsfw"] = np.array([0.9, 0.1], np.float32)
+    logits = model(**f.batch(np.arange(2)))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits["fused"], torch.ones_like(logits["fused"]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.head.text_scorer.parameters())

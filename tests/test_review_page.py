@@ -148,3 +148,115 @@ def test_reviewer_decides_an_item_with_the_keyboard(server, browser, tmp_path):
     assert decision.reviewer == "alice" and decision.action == "block"
     assert decision.labels == {"toxicity": 0, "hate": 1, "harassment": 0, "violence": 1}
     assert queue.get(second_id).claim_owner == "alice"
+
+
+def test_skip_walks_the_whole_queue_images_start_blurred_notes_reach_the_export_and_leaving_releases(
+        server, browser, tmp_path):
+    import json
+
+    from playwright.sync_api import expect
+
+    base, queue = server
+    first_id, second_id = fill_queue(queue)
+    third = NewItem(post_id="post-3", text="A third placeholder post about trains.", action="allow", model_version="m1",
+                    reason="random_sample", scores={"toxicity": {"fused": 0.1, "text": 0.1, "image": None}})
+    third_id = queue.enqueue(third, THRESHOLDS)[0]
+    texts = {first_id: "Placeholder caption about a picnic in the park.",
+             second_id: "Another placeholder post about the weather.", third_id: "A third placeholder post about trains."}
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    page.set_default_timeout(10_000)
+    page.goto(f"{base}/review")
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Open queue").click()
+    expect(page.locator("#item-text")).to_have_text(texts[first_id])
+
+    image = page.locator("#item-image")
+    expect(image).to_have_class("blurred")  # reviewer well-being: nothing shown until asked
+    page.keyboard.press("v")
+    expect(image).not_to_have_class("blurred")
+    expect(page.locator("#reveal-image")).to_have_attribute("aria-pressed", "true")
+
+    # Skip reaches every open item (not just the top two), then starts again from the top.
+    for item_id in (second_id, third_id, first_id):
+        expect(page.locator("#skip")).to_be_enabled()  # the previous step has finished (one request at a time)
+        page.keyboard.press("s")
+        expect(page.locator("#item-text")).to_have_text(texts[item_id])
+    expect(page.locator("#message")).to_contain_text("skipped every open item")
+    expect(image).to_have_class("blurred")  # a new item starts blurred again
+    assert queue.stats()["claimed"] == 1  # only the item on screen is held
+
+    expect(page.locator("#skip")).to_be_enabled()
+    page.locator("#note").fill("placeholder note from the page")
+    page.locator("#note").press("Escape")
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_contain_text(f"#{first_id} decided: allow")
+    queue.export_decisions(tmp_path / "export" / "reviewed.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "export" / "reviewed.jsonl").read_text().splitlines()]
+    assert [r["note"] for r in rows if r["id"] == "post-1"] == ["placeholder note from the page"]
+
+    held = next(i for i in (second_id, third_id) if queue.get(i).claim_owner == "alice")
+    page.goto("about:blank")  # leaving the page gives the claim back at once
+    deadline = time.monotonic() + 10
+    while queue.get(held).claim_owner is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queue.get(held).claim_owner is None and queue.stats()["claimed"] == 0
+
+
+def test_a_reviewer_undoes_a_decision_and_asks_for_a_second_review_from_the_page(server, browser):
+    from playwright.sync_api import expect
+
+    base, queue = server
+    first_id, second_id = fill_queue(queue)
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    page.set_default_timeout(10_000)
+    page.goto(f"{base}/review")
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Open queue").click()
+    expect(page.locator("#item-id")).to_have_text(f"#{first_id}")
+    expect(page.locator("#skip")).to_be_enabled()  # signed in and idle (one request at a time)
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    expect(page.locator("#item-id")).to_have_text(f"#{second_id}")
+    recent = page.locator(f"#recent-list li[data-item='{first_id}']")
+    expect(recent).to_contain_text("block")
+
+    expect(page.locator("#skip")).to_be_enabled()
+    recent.get_by_role("button", name="Undo").click()  # a slip of the key: the item comes back to decide again
+    expect(page.locator("#item-id")).to_have_text(f"#{first_id}")
+    expect(page.locator("#message")).to_contain_text("undone")
+    assert queue.decision(first_id) is None and queue.get(second_id).claim_owner is None
+    assert [e.event for e in queue.audit(first_id)][-1] == "decision_undone"
+
+    expect(page.locator("#skip")).to_be_enabled()
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_contain_text(f"#{first_id} decided: allow")
+    page.locator(f"#recent-list li[data-item='{first_id}']").get_by_role("button", name="Second review").click()
+    expect(page.locator("#message")).to_contain_text("second opinion")
+    assert queue.get(first_id).status == "pending" and queue.decision(first_id).action == "allow"
+
+
+def test_filters_choose_which_items_a_reviewer_works_on(server, browser):
+    from playwright.sync_api import expect
+
+    base, queue = server
+    first_id, second_id = fill_queue(queue)
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    page.set_default_timeout(10_000)
+    page.goto(f"{base}/review")
+    page.get_by_label("API key").fill(KEY)
+    page.get_by_role("button", name="Open queue").click()
+    expect(page.locator("#item-id")).to_have_text(f"#{first_id}")
+    expect(page.locator("#skip")).to_be_enabled()
+    page.locator("#filter-reason").select_option("random_sample")
+    expect(page.locator("#item-id")).to_have_text(f"#{second_id}")
+    expect(page.locator("#item-reason")).to_contain_text("random sample")
+    assert queue.get(first_id).claim_owner is None  # the item on screen went back when the filter changed
+    expect(page.locator("#skip")).to_be_enabled()
+    page.locator("#filter-reason").select_option("")
+    page.locator("#filter-category").select_option("harassment")  # every harassment score is below review
+    expect(page.locator("#empty-text")).to_have_text("No open item matches these filters.")
+    page.locator("#filter-category").select_option("hate")
+    expect(page.locator("#item-id")).to_have_text(f"#{first_id}")
+    assert queue.stats()["claimed"] == 1

@@ -470,3 +470,49 @@ def test_migration_0004_leaves_older_items_without_sampling(url):
         assert queue.get(1).sampling is None and next(queue.reviews()).sampling is None
         new_id, _ = queue.enqueue(post("new", sampling=Sampling(random_review_rate=0.5)), THRESHOLDS)
         assert queue.get(new_id).sampling == Sampling(random_review_rate=0.5)
+
+
+def test_a_reviewer_undoes_their_own_decision_within_the_window_only(queue, clock):
+    item_id, _ = queue.enqueue(post("u1"), THRESHOLDS)
+    with pytest.raises(ClaimError, match="pending, not decided"):
+        queue.undo_decision(item_id, "alice", 120, 60)
+    queue.claim("alice", 60)
+    queue.decide(item_id, "alice", "block", {"hate": 1}, note="slip")
+    with pytest.raises(ClaimError, match="made by 'alice', not by 'bob'"):
+        queue.undo_decision(item_id, "bob", 120, 60)
+    clock.advance(30)
+    item = queue.undo_decision(item_id, "alice", 120, 60)
+    assert (item.status, item.claim_owner) == ("claimed", "alice") and queue.decision(item_id) is None
+    assert queue.audit(item_id)[-1].event == "decision_undone" and queue.audit(item_id)[-1].details["note"] == "slip"
+    queue.decide(item_id, "alice", "allow", {"hate": 0})  # decided anew on the claim the undo gave back
+    clock.advance(121)
+    with pytest.raises(ClaimError, match="can be undone within 120 s"):
+        queue.undo_decision(item_id, "alice", 120, 60)
+    assert queue.decision(item_id).action == "allow"
+    with pytest.raises(ItemNotFound):
+        queue.undo_decision(10_000, "alice", 120, 60)
+
+
+def test_claims_can_be_limited_to_a_category_a_reason_and_enqueue_dates(queue, clock):
+    from serve.db.queries import ClaimFilter
+
+    queue.enqueue(post("hate-high", 0.7, "hate"), THRESHOLDS)
+    clock.advance(3600)
+    queue.enqueue(post("violence-high", 0.7, "violence"), THRESHOLDS)
+    queue.enqueue(post("hate-low", 0.2, "hate", reason="random_sample"), THRESHOLDS)
+    later = clock.now
+    ids = lambda items: [i.post_id for i in items]  # noqa: E731
+
+    def claim(**only):
+        claimed = queue.claim("alice", 60, n=10, only=ClaimFilter(**only))
+        for item in claimed:
+            queue.release(item.id, "alice")
+        return sorted(ids(claimed))
+
+    assert claim(category="hate", category_min={"m1": 0.4}) == ["hate-high"]  # at or above hate's review threshold
+    assert claim(category="hate", category_min={"m1": 0.1}) == ["hate-high", "hate-low"]
+    assert claim(category="hate", default_min=0.5) == ["hate-high"]  # unknown versions: 0.5
+    assert claim(reason="random_sample") == ["hate-low"]
+    assert claim(since=later) == ["hate-low", "violence-high"] and claim(until=later) == ["hate-high"]
+    assert claim(category="violence", reason="random_sample") == []
+    assert queue.open_versions() == ["m1"]

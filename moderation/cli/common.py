@@ -22,3 +22,22 @@ def add_run(parser, what: str = "run directory") -> None:
 
 def add_overrides(parser, example: str = "train.epochs=5") -> None:
     parser.add_argument("overrides", nargs="*", help=f"key.sub=value overrides, e.g. {example}")
+
+
+def existing_database(url: str, option: str) -> str:
+    """`url` when its database exists; FileNotFoundError (exit 2) for a SQLite file that does not, since
+    opening it would create an empty one and report on nothing. Other databases are checked by connecting."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValueError(f"{option} {url!r}: not a database URL (sqlite:///path.db or postgresql://...)") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or not Path(database).is_file():
+            raise FileNotFoundError(f"{option} {url}: no such database file {database or '(in memory)'!r}; give "
+                                    "the URL the service writes to (its queue_url, or prediction_log_url)")
+    return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import existing_database
+
 
 def add_parser(sub, parents, argv) -> None:
     p = sub.add_parser("live-quality", parents=parents,
@@ -30,6 +32,7 @@ def run(args) -> int:
     from eval.monitoring.live_quality_report import render_live_quality
     from serve.db import open_queue
 
+    existing_database(args.queue, "--queue")
     thresholds, version = thresholds_for(args.run, args.registry)
     with open_queue(args.queue) as queue:
         result = live_quality(queue, thresholds, sample_rate=args.sample_rate, blocked=_blocked_counts(args.blocked),

@@ -5,7 +5,7 @@ absent from `labels` is unknown (masked), never a negative. Optional `split` ("t
 "test") and `group` fields pin a row's split. Optional `source` (where the row came from) and `target` (the
 group a post is about or aimed at: a string or a list of strings) are kept for audits to slice by; they
 never change labels or splits. Review-queue exports are written in this format, so reviewed posts train the
-next model. Every problem is reported with the file and line number.
+next model; their optional `note` (what the reviewer wrote) is for people and is never read. Every problem is reported with the file and line number.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from moderation.data.records import SPLITS, DataError
 
-_KNOWN_KEYS = {"id", "text", "image", "labels", "split", "group", "source", "target"}
+_KNOWN_KEYS = {"id", "text", "image", "labels", "split", "group", "source", "target", "note"}
 
 
 def label_field(category: str) -> str:

@@ -26,6 +26,7 @@ from .records import (
     Item,
     ItemNotFound,
     NewItem,
+    QueueUnavailable,
     Review,
     ReviewQueueError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "NewItem",
     "PredictionLog",
     "PredictionWindow",
+    "QueueUnavailable",
     "Review",
     "ReviewQueue",
     "ReviewQueueError",

@@ -1,7 +1,8 @@
 """Writing reviewed items as training data in the generic JSONL format.
 
 One row per decision: `{"id": post_id, "text": str|null, "image": "images/<name>.<ext>"|null,
-"labels": {category: 0|1}}`, exactly the keys moderation.data.generic reads. Labels are the reviewer's, and
+"labels": {category: 0|1}}` and, when the reviewer wrote one, `"note"`: the keys moderation.data.generic
+reads (a note is kept for people and never used in training). Labels are the reviewer's, and
 only the categories they decided: anything else stays unknown (masked in training), never a negative.
 Images are written beside the JSONL under `images/`, and rows refer to them relative to the JSONL file, so
 the folder can be moved or copied as a whole.
@@ -57,6 +58,8 @@ def write_generic_jsonl(records: Iterable[Mapping[str, Any]], out_path: Path) ->
                 (images_dir / name).write_bytes(record["image"])
                 image_path = f"{IMAGES_DIR}/{name}"  # always '/', whatever the OS: rows must be portable
             row = {"id": record["post_id"], "text": record["text"], "image": image_path, "labels": record["labels"]}
+            if record.get("note"):
+                row["note"] = record["note"]
             handle.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
             written += 1
         handle.flush()

@@ -6,7 +6,8 @@ same `open_for_claim` and `QUEUE_ORDER`, so `list_pending` shows exactly the ord
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,40 @@ def open_for_claim(now: datetime) -> sa.ColumnElement[bool]:
     """
     expired = sa.and_(items.c.status == "claimed", items.c.lease_expires_at <= now)
     return sa.or_(items.c.status == "pending", expired)
+
+
+@dataclass(frozen=True)
+class ClaimFilter:
+    """Which open items a reviewer wants to work on (all of them by default).
+
+    `reason`: the enqueue reason (review_band, random_sample, block_sample); `since` / `until`: enqueued in
+    [since, until); `category` with `category_min` ({model version: score}): the category's fused score is at
+    or above the given score for the item's model version (the reviewer API passes each version's review
+    threshold, so "hate" means items hate sent or could have sent to review); versions not named use
+    `default_min`.
+    """
+
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    category: str | None = None
+    category_min: Mapping[str, float] = field(default_factory=dict)
+    default_min: float = 0.5
+
+    def condition(self) -> sa.ColumnElement[bool]:
+        parts = []
+        if self.reason is not None:
+            parts.append(items.c.reason == self.reason)
+        if self.since is not None:
+            parts.append(items.c.created_at >= self.since)
+        if self.until is not None:
+            parts.append(items.c.created_at < self.until)
+        if self.category is not None:
+            score = items.c.scores[(self.category, "fused")].as_float()
+            named = [sa.and_(items.c.model_version == v, score >= t) for v, t in self.category_min.items()]
+            others = sa.and_(items.c.model_version.not_in(list(self.category_min)), score >= self.default_min)
+            parts.append(sa.or_(*named, others))
+        return sa.and_(sa.true(), *parts)
 
 
 def queue_stats(conn: Connection, now: datetime) -> dict[str, Any]:
@@ -51,14 +86,16 @@ def decided_by(reviewer: str) -> sa.ColumnElement[bool]:
 
 
 def iter_decided(engine: Engine, since: datetime | None) -> Iterator[dict[str, Any]]:
-    """Decided items (post_id, text, image, image_mime) with their labels, in decision order, a page at a time.
+    """Decided items (post_id, text, image, image_mime) with their labels and the reviewer's note, in decision
+    order, a page at a time.
 
     One row per item: its latest decision, so a second opinion supersedes the first (one is asked for when
     the first is in doubt) and an export never holds one post twice. Each page is its own short read, so an
     export never holds a transaction open while it writes files.
     """
     latest = sa.select(sa.func.max(decisions.c.id)).group_by(decisions.c.item_id)
-    columns = (decisions.c.id, items.c.post_id, items.c.text, items.c.image, items.c.image_mime, decisions.c.labels)
+    columns = (decisions.c.id, items.c.post_id, items.c.text, items.c.image, items.c.image_mime, decisions.c.labels,
+               decisions.c.note)
     query = (sa.select(*columns).join(items, items.c.id == decisions.c.item_id).where(decisions.c.id.in_(latest))
              .order_by(decisions.c.id))
     if since is not None:

@@ -25,6 +25,11 @@ class ReviewQueueError(Exception):
     """Base class of the queue's own errors (bad input raises ValueError instead)."""
 
 
+class QueueUnavailable(ReviewQueueError):
+    """The queue cannot be written and read back, or its SQLite file was removed or replaced while serving
+    (the service answers 503 and reports not ready; it never recreates the file, which would lose items)."""
+
+
 class ItemNotFound(ReviewQueueError, KeyError):
     """No item has the given id."""
 

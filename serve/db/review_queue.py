@@ -26,7 +26,7 @@ from moderation.policy import Sampling, Thresholds
 from .engine import EngineOwner, create_queue_engine, migrate, write_transaction
 from .export import write_generic_jsonl
 from .priority import as_thresholds, compute_priority
-from .queries import QUEUE_ORDER, decided_by, iter_decided, iter_reviews, open_for_claim, queue_stats
+from .queries import QUEUE_ORDER, ClaimFilter, decided_by, iter_decided, iter_reviews, open_for_claim, queue_stats
 from .records import (
     MODALITIES,
     REVIEW_ACTIONS,
@@ -36,10 +36,11 @@ from .records import (
     Item,
     ItemNotFound,
     NewItem,
+    QueueUnavailable,
     Review,
     check_labels,
 )
-from .schema import audit_log, decisions, items
+from .schema import VERSION_TABLE, audit_log, decisions, items
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ReviewQueue(EngineOwner):
         self._categories = list(categories) if categories is not None else None
         self._severities = dict(severities or {})
         self._clock = clock
+        self._file = _sqlite_file(engine)  # (path, identity) of a SQLite queue, checked before every write
         unknown = sorted(set(self._severities) - set(self._categories or self._severities))
         if unknown:
             raise ValueError(f"severities for unknown categories {unknown} (configured: {self._categories})")
@@ -107,6 +109,7 @@ class ReviewQueue(EngineOwner):
             raise ValueError(
                 f"post {item.post_id!r}: scores for unknown categories {unknown} (configured: {self._categories})"
             )
+        self.check_file()
         priority = compute_priority(item.scores, as_thresholds(thresholds),
                                     self._severities if severities is None else severities)
         now = self._now()
@@ -125,17 +128,52 @@ class ReviewQueue(EngineOwner):
         log.debug("%s post %r as item %d (priority %.3f)", event, item.post_id, item_id, priority)
         return item_id, created
 
+    # -- health ----------------------------------------------------------------------------------------
+
+    def check_file(self) -> None:
+        """Raise QueueUnavailable if the SQLite file this queue opened was removed or replaced since.
+
+        SQLite would otherwise carry on: open connections write to the unlinked file and new ones create an
+        empty file, so every acknowledged item would be lost on restart.
+        """
+        if self._file is None:
+            return
+        path, identity = self._file
+        try:
+            stat = path.stat()
+        except OSError:
+            raise QueueUnavailable(f"review queue file {path} has disappeared while serving; restore it or "
+                                   "restart the service (it is not recreated, so no item is silently lost)") from None
+        if (stat.st_dev, stat.st_ino) != identity:
+            raise QueueUnavailable(f"review queue file {path} was replaced while serving; restart the service")
+
+    def check(self) -> None:
+        """Raise QueueUnavailable unless the queue can be written and read back (the readiness probe)."""
+        self.check_file()
+        try:
+            with write_transaction(self._engine) as conn:
+                version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+                conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": version})
+                again = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+        except sa.exc.SQLAlchemyError as exc:
+            raise QueueUnavailable(f"review queue cannot be written: {type(exc.orig or exc).__name__}: "
+                                   f"{exc.orig or exc}") from None
+        if again != version:
+            raise QueueUnavailable(f"review queue read back {again!r} after writing {version!r}")
+
     # -- claims ----------------------------------------------------------------------------------------
 
-    def claim(self, reviewer: str, lease_seconds: float, n: int = 1) -> list[Item]:
+    def claim(self, reviewer: str, lease_seconds: float, n: int = 1, only: ClaimFilter | None = None) -> list[Item]:
         """Claim up to `n` open items for `reviewer`, highest priority first, then oldest, skipping items
-        `reviewer` has already decided (re-opened for a second opinion, see `request_second_review`).
+        `reviewer` has already decided (re-opened for a second opinion, see `request_second_review`);
+        `only`: just the items that match (by category, reason, enqueue date; see `ClaimFilter`).
 
         No two reviewers ever hold the same item: PostgreSQL locks the chosen rows with FOR UPDATE SKIP
         LOCKED (concurrent claimers take the next rows instead of waiting); SQLite runs the whole claim in
         a BEGIN IMMEDIATE transaction, one claimer at a time. The claim lasts `lease_seconds`; after that
         the item is open again (see `extend_lease`).
         """
+        self.check_file()
         _check_reviewer(reviewer)
         _check_seconds(lease_seconds)
         if not isinstance(n, int) or n < 1:
@@ -144,7 +182,7 @@ class ReviewQueue(EngineOwner):
         expires = now + timedelta(seconds=lease_seconds)
         query = (
             sa.select(items.c.id, items.c.status, items.c.claim_owner, items.c.lease_expires_at)
-            .where(open_for_claim(now), ~decided_by(reviewer))
+            .where(open_for_claim(now), ~decided_by(reviewer), (only or ClaimFilter()).condition())
             .order_by(*QUEUE_ORDER)
             .limit(n)
             .with_for_update(skip_locked=True)  # SQLite compiles no FOR UPDATE; BEGIN IMMEDIATE covers it
@@ -168,6 +206,7 @@ class ReviewQueue(EngineOwner):
 
     def release(self, item_id: int, reviewer: str) -> Item:
         """Give a claimed item back to the queue (only its claimer can, even just after the lease ran out)."""
+        _check_id(item_id)
         now = self._now()
         with write_transaction(self._engine) as conn:
             _held_claim(conn, item_id, reviewer, now, allow_expired=True)
@@ -178,6 +217,7 @@ class ReviewQueue(EngineOwner):
 
     def extend_lease(self, item_id: int, reviewer: str, lease_seconds: float) -> Item:
         """Move a live claim's expiry to now + `lease_seconds` (only its claimer, before it expires)."""
+        _check_id(item_id)
         _check_seconds(lease_seconds)
         now = self._now()
         expires = now + timedelta(seconds=lease_seconds)
@@ -195,6 +235,10 @@ class ReviewQueue(EngineOwner):
         `labels` holds only the categories the reviewer judged ({category: 0|1}); the rest stay unknown.
         The decision, the item's new status and the audit event commit together or not at all.
         """
+        _check_id(item_id)
+        self.check_file()
+        if "\x00" in note:  # PostgreSQL's text cannot hold it; refused here on every engine alike
+            raise ValueError("note contains a NUL character (U+0000), which is not allowed")
         if action not in REVIEW_ACTIONS:
             raise ValueError(f"action {action!r} is not one of {list(REVIEW_ACTIONS)}")
         if not isinstance(note, str):
@@ -222,6 +266,7 @@ class ReviewQueue(EngineOwner):
         serves it to anyone who already decided it. Both decisions then count for inter-reviewer agreement;
         in exports the latest decision supersedes the earlier one. Raises ClaimError unless the item is decided.
         """
+        _check_id(item_id)
         _check_reviewer(requested_by)
         if not isinstance(note, str):
             raise ValueError(f"note must be a string, got {type(note).__name__}")
@@ -238,9 +283,45 @@ class ReviewQueue(EngineOwner):
         log.info("item %d re-opened for a second review by %r", item_id, requested_by)
         return reopened
 
+    def undo_decision(self, item_id: int, reviewer: str, window_seconds: float, lease_seconds: float) -> Item:
+        """Take back `reviewer`'s decision on an item within `window_seconds` of making it (a slip of the
+        key): the decision row is deleted (the audit log keeps it, as `decision_undone`) and the item is
+        claimed by `reviewer` again for `lease_seconds`, to be decided anew. Raises ClaimError when the item
+        is not decided, its latest decision is someone else's, or the window has passed.
+        """
+        _check_id(item_id)
+        _check_reviewer(reviewer)
+        _check_seconds(lease_seconds)
+        self.check_file()
+        now = self._now()
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(sa.select(items).where(items.c.id == item_id).with_for_update()).first()
+            if row is None:
+                raise ItemNotFound(f"no review item with id {item_id!r}")
+            last = conn.execute(sa.select(decisions).where(decisions.c.item_id == item_id)
+                                .order_by(decisions.c.id.desc()).limit(1)).first()
+            if row.status != "decided" or last is None:
+                raise ClaimError(f"item {item_id} is {row.status}, not decided: there is no decision to undo")
+            if last.reviewer != reviewer:
+                raise ClaimError(f"item {item_id}: its latest decision was made by {last.reviewer!r}, not by "
+                                 f"{reviewer!r}; only its maker may undo it")
+            age_s = (now - last.decided_at).total_seconds()
+            if age_s > window_seconds:
+                raise ClaimError(f"item {item_id} was decided {age_s:.0f} s ago; a decision can be undone within "
+                                 f"{window_seconds:g} s (ask for a second review instead)")
+            conn.execute(decisions.delete().where(decisions.c.id == last.id))
+            conn.execute(items.update().where(items.c.id == item_id).values(
+                status="claimed", claim_owner=reviewer, lease_expires_at=now + timedelta(seconds=lease_seconds)))
+            _audit(conn, "decision_undone", item_id, reviewer, now, decision_id=last.id, action=last.action,
+                   labels=last.labels, note=last.note)
+            reclaimed = _item(conn.execute(sa.select(items).where(items.c.id == item_id)).one())
+        log.info("item %d: %r undid decision %d", item_id, reviewer, last.id)
+        return reclaimed
+
     # -- reading ---------------------------------------------------------------------------------------
 
     def get(self, item_id: int) -> Item:
+        _check_id(item_id)
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(items).where(items.c.id == item_id)).first()
         if row is None:
@@ -254,6 +335,7 @@ class ReviewQueue(EngineOwner):
 
     def decisions_for(self, item_id: int) -> list[Decision]:
         """Every decision on an item, oldest first: one, or more after `request_second_review`."""
+        _check_id(item_id)
         query = sa.select(decisions).where(decisions.c.item_id == item_id).order_by(decisions.c.id)
         with self._engine.connect() as conn:
             return [Decision(**row._mapping) for row in conn.execute(query)]
@@ -271,10 +353,16 @@ class ReviewQueue(EngineOwner):
                          decisions=tuple(Decision(**row._mapping) for row in rows),
                          sampling=_sampling(item.sampling))
 
+    def open_versions(self) -> list[str]:
+        """The model versions of the open items (what a category filter needs thresholds for)."""
+        query = sa.select(items.c.model_version).where(open_for_claim(self._now())).distinct()
+        with self._engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
+
     def list_pending(self, limit: int = 50, offset: int = 0) -> list[Item]:
         """Open items (pending, or claimed with an expired lease) in the order `claim` would serve them."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit = {limit!r}, offset = {offset!r}: expected integers >= 0")
+        if not (0 <= limit <= MAX_INT64 and 0 <= offset <= MAX_INT64):
+            raise ValueError(f"limit = {limit!r}, offset = {offset!r}: expected integers from 0 to 2^63-1")
         query = sa.select(items).where(open_for_claim(self._now())).order_by(*QUEUE_ORDER)
         with self._engine.connect() as conn:
             return [_item(row) for row in conn.execute(query.limit(limit).offset(offset))]
@@ -287,8 +375,11 @@ class ReviewQueue(EngineOwner):
 
     def audit(self, item_id: int | None = None, limit: int | None = None) -> list[AuditEvent]:
         """Audit events, oldest first: of one item, or of the whole queue when `item_id` is None."""
+        if limit is not None and not 0 <= limit <= MAX_INT64:
+            raise ValueError(f"limit = {limit!r}: expected an integer from 0 to 2^63-1")
         query = sa.select(audit_log).order_by(audit_log.c.id).limit(limit)
         if item_id is not None:
+            _check_id(item_id)
             query = query.where(audit_log.c.item_id == item_id)
         with self._engine.connect() as conn:
             return [AuditEvent(**row._mapping) for row in conn.execute(query)]
@@ -356,6 +447,22 @@ def _item(row: sa.Row) -> Item:
 def _sampling(stored: dict | None) -> Sampling | None:
     """The stored rates as `Sampling`; None for items enqueued before they were stored (migration 0004)."""
     return None if stored is None else Sampling.model_validate(stored)
+
+
+def _sqlite_file(engine: Engine) -> tuple[Path, tuple[int, int]] | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    path = Path(engine.url.database).resolve()
+    stat = path.stat()
+    return path, (stat.st_dev, stat.st_ino)
+
+
+MAX_INT64 = 2**63 - 1  # the largest id or offset the databases store (SQLite raises OverflowError beyond it)
+
+
+def _check_id(item_id: int) -> None:
+    if not 0 <= item_id <= MAX_INT64:
+        raise ValueError(f"item id {item_id!r}: expected an integer from 0 to 2^63-1")
 
 
 def _check_reviewer(name: str) -> None:

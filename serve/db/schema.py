@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+POST_ID_MAX = 255  # characters in a post id: the column's size, and the API's limit (serve.requests)
 VERSION_TABLE = "review_queue_version"  # Alembic's version table; named so it cannot clash with another app's
 
 metadata = sa.MetaData()
@@ -49,7 +50,7 @@ items = sa.Table(
     "items",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("post_id", sa.String(255), nullable=False, unique=True),
+    sa.Column("post_id", sa.String(POST_ID_MAX), nullable=False, unique=True),
     sa.Column("text", sa.Text, nullable=True),
     sa.Column("image", sa.LargeBinary, nullable=True),
     sa.Column("image_mime", sa.String(100), nullable=True),
@@ -106,7 +107,7 @@ prediction_log = sa.Table(
     "prediction_log",
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
-    sa.Column("post_id", sa.String(255), nullable=False),  # not unique: a post may be scored again
+    sa.Column("post_id", sa.String(POST_ID_MAX), nullable=False),  # not unique: a post may be scored again
     sa.Column("model_version", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("scores", sa.JSON, nullable=False),  # {category: fused score}

@@ -14,7 +14,10 @@ const REASONS = {
   block_sample: "random sample of blocked posts (to measure block precision); the post stays blocked",
 };
 
-const state = { categories: [], item: null, action: null, labels: {}, busy: false, imageUrl: null, signedIn: false };
+const state = { categories: [], item: null, action: null, labels: {}, busy: false, imageUrl: null, signedIn: false,
+                skipped: new Set(),  // ids skipped in this pass over the queue
+                recent: [], undoWindowS: 120 };  // this reviewer's decisions in this tab, newest first
+const MAX_CLAIM = 50;  // the API's most items per claim
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
@@ -115,6 +118,11 @@ function showSignIn() {
 async function signIn() {
   const config = await (await api("GET", "/v1/review/config")).json();
   state.categories = config.categories;
+  state.undoWindowS = config.undo_window_s;
+  const select = $("filter-category");
+  select.replaceChildren(select.options[0]);
+  for (const category of config.categories) select.append(new Option(category, category));
+  $("undo-window").textContent = `${Math.round(config.undo_window_s / 60)} min`;
   state.signedIn = true;
   $("who-name").textContent = config.reviewer;
   $("who").hidden = false;
@@ -150,14 +158,58 @@ async function signOut() {
 // -- the item ----------------------------------------------------------------------------------------
 
 async function claimNext(skippedId) {
-  const { items } = await (await api("POST", "/v1/review/claim", { n: 1 })).json();
-  if (skippedId !== undefined) {
-    // Released only after the next claim, so the skipped item cannot come straight back.
-    await api("POST", `/v1/review/items/${skippedId}/release`);
-    if (!items.length) showMessage(`No other items are open; item ${skippedId} is back in the queue.`, "info");
+  // Skip walks the whole queue: claim enough items to get past every item skipped in this pass, keep the
+  // first one not yet skipped and give the others back at once. When every open item has been skipped,
+  // the pass starts again from the top of the queue.
+  const n = Math.min(MAX_CLAIM, state.skipped.size + 1);
+  const { items } = await (await api("POST", "/v1/review/claim", { n, ...filters() })).json();
+  let next = items.find((i) => !state.skipped.has(i.id));
+  if (!next && items.length && skippedId !== undefined) {
+    showMessage("You have skipped every open item; starting again from the top of the queue.", "info");
+    state.skipped.clear();
+    next = items.find((i) => i.id !== skippedId) || items[0];
   }
-  showItem(items[0] || null);
+  next = next || null;
+  const giveBack = items.filter((i) => i !== next).map((i) => i.id);
+  // The skipped item is released only after the claim, so it cannot come straight back.
+  if (skippedId !== undefined && !giveBack.includes(skippedId)) giveBack.push(skippedId);
+  await Promise.all(giveBack.map((id) => api("POST", `/v1/review/items/${id}/release`).catch(() => {})));
+  if (skippedId !== undefined && !next) showMessage(`No other items are open; item ${skippedId} is back in the queue.`, "info");
+  showItem(next);
   await refreshStats();
+}
+
+// The filter bar: only items of a category (it sent them, or could have, to review), a reason, enqueue dates.
+function filters() {
+  const out = {};
+  if ($("filter-category").value) out.category = $("filter-category").value;
+  if ($("filter-reason").value) out.reason = $("filter-reason").value;
+  const day = (value, plusDays) => {
+    const date = new Date(`${value}T00:00:00`);  // the reviewer's local midnight, sent with its offset
+    date.setDate(date.getDate() + plusDays);
+    return date.toISOString();
+  };
+  if ($("filter-since").value) out.since = day($("filter-since").value, 0);
+  if ($("filter-until").value) out.until = day($("filter-until").value, 1);  // "to" includes that day
+  return out;
+}
+
+async function applyFilters() {
+  state.filtersChanged = false;
+  state.skipped.clear();
+  if (state.item) await api("POST", `/v1/review/items/${state.item.id}/release`).catch(() => {});
+  state.item = null;
+  await claimNext();
+  if (!state.item) $("empty-text").textContent = "No open item matches these filters.";
+}
+
+// Closing or leaving the tab gives the claim back at once, instead of holding the item until its lease
+// ends. `keepalive` lets the request outlive the page (sendBeacon cannot send the key header).
+function releaseOnLeave() {
+  if (!state.item) return;
+  fetch(`${ROOT}/v1/review/items/${state.item.id}/release`,
+        { method: "POST", headers: authHeaders(), keepalive: true, cache: "no-store" }).catch(() => {});
+  state.item = null;
 }
 
 function showItem(item) {
@@ -222,6 +274,8 @@ function leaseText(item) {
 async function loadImage(item) {
   $("item-figure").hidden = !item.image_url;
   if (!item.image_url) return;
+  // Blurred until the reviewer chooses to look (reviewer well-being); a click or V shows it, again hides it.
+  setRevealed(false);
   $("item-image").removeAttribute("src");
   $("item-image-caption").textContent = item.image_mime || "";
   try {
@@ -232,6 +286,16 @@ async function loadImage(item) {
   } catch (err) {
     $("item-image-caption").textContent = `Image could not be loaded: ${err.message}`;
   }
+}
+
+function setRevealed(revealed) {
+  $("item-image").classList.toggle("blurred", !revealed);
+  $("reveal-label").textContent = revealed ? "Blur image" : "Show image";
+  $("reveal-image").setAttribute("aria-pressed", String(revealed));
+}
+
+function toggleImage() {
+  if (!$("item-figure").hidden) setRevealed($("item-image").classList.contains("blurred"));
 }
 
 function scoreCell(value, thresholds) {
@@ -342,12 +406,67 @@ async function submitDecision() {
     return;
   }
   showMessage(`Item #${item.id} decided: ${body.action}. Next item claimed.`, "info");
+  state.recent.unshift({ id: item.id, action: body.action, at: Date.now(), preview: (item.text || "(image)").slice(0, 60) });
+  state.recent = state.recent.slice(0, 8);
+  renderRecent();
   await claimNext();
 }
 
+// -- the reviewer's recent decisions: undo within the window, or ask for a second review ------------
+
+function renderRecent() {
+  $("recent").hidden = state.recent.length === 0;
+  const list = $("recent-list");
+  list.replaceChildren();
+  for (const entry of state.recent) {
+    const li = document.createElement("li");
+    li.dataset.item = entry.id;
+    const what = document.createElement("span");
+    what.className = "what";
+    what.textContent = `#${entry.id} ${entry.action}${entry.secondReview ? " · second review asked" : ""} · ${entry.preview}`;
+    li.append(what);
+    if (!entry.undone && Date.now() - entry.at < state.undoWindowS * 1000) {
+      li.append(recentButton("Undo", () => undo(entry)));
+    }
+    if (!entry.undone && !entry.secondReview) li.append(recentButton("Second review", () => secondReview(entry)));
+    list.append(li);
+  }
+}
+
+function recentButton(label, task) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = label;
+  button.addEventListener("click", () => run(task));
+  return button;
+}
+
+async function undo(entry) {
+  const item = await (await api("POST", `/v1/review/items/${entry.id}/undo`)).json();
+  // The item on screen goes back to the queue; the undone one is ours again, to decide anew.
+  if (state.item && state.item.id !== item.id) {
+    await api("POST", `/v1/review/items/${state.item.id}/release`).catch(() => {});
+  }
+  entry.undone = true;
+  state.recent = state.recent.filter((e) => e !== entry);
+  renderRecent();
+  showItem(item);
+  showMessage(`Decision on item #${item.id} undone; decide it again.`, "info");
+  await refreshStats();
+}
+
+async function secondReview(entry) {
+  await api("POST", `/v1/review/items/${entry.id}/second-review`, { note: "" });
+  entry.secondReview = true;
+  renderRecent();
+  showMessage(`Item #${entry.id} goes to another reviewer for a second opinion.`, "info");
+  await refreshStats();
+}
+
 async function skip() {
-  if (state.item) await claimNext(state.item.id);
-  else await claimNext();
+  if (!state.item) return claimNext();
+  state.skipped.add(state.item.id);
+  await claimNext(state.item.id);
 }
 
 async function extend() {
@@ -371,12 +490,13 @@ async function run(task) {
     state.busy = false;
     document.querySelectorAll("#item button, #empty button").forEach((b) => { b.disabled = false; });
   }
+  if (state.filtersChanged && state.signedIn) run(applyFilters);
 }
 
 // -- keyboard ----------------------------------------------------------------------------------------
 
 function isTyping(target) {
-  if (target.tagName === "TEXTAREA" || target.isContentEditable) return true;
+  if (target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable) return true;
   return target.tagName === "INPUT" && !["checkbox", "radio", "button", "submit"].includes(target.type);
 }
 
@@ -398,6 +518,7 @@ function onKeyDown(event) {
     const category = state.categories[index];
     setLabel(category, state.labels[category] ? 0 : 1);
   } else if (key === "s") run(skip);
+  else if (key === "v") toggleImage();
   else if (key === "e") run(extend);
   else if (key === "enter") run(submitDecision);
   else return;
@@ -413,6 +534,12 @@ function init() {
   $("extend").addEventListener("click", () => run(extend));
   $("claim-next").addEventListener("click", () => run(() => claimNext()));
   $("sign-out").addEventListener("click", () => run(signOut));
+  // A filter changed while a request was running is applied as soon as it ends (see `run`).
+  $("filters").addEventListener("change", () => { state.filtersChanged = true; run(applyFilters); });
+  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  $("reveal-image").addEventListener("click", toggleImage);
+  $("item-image").addEventListener("click", toggleImage);
+  window.addEventListener("pagehide", releaseOnLeave);
   document.addEventListener("keydown", onKeyDown);
   if (sessionStorage.getItem(KEY_STORE) || (AUTH_DISABLED && sessionStorage.getItem(NAME_STORE) !== null)) {
     $("sign-in").hidden = true;
