@@ -78,19 +78,41 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         *([f"- {name}: {method}" for name, method in zero_shot.items()] or ["None in this run."]),
         "",
         *_never_block(thresholds),
+        *_pictures(config),
         "## Limits",
         "",
         "- Trained on public research datasets (tweets, Reddit, Gab, Civil Comments, chatbot conversations); "
         "quality on other platforms, languages and styles is unmeasured and likely lower.",
         "- Labels of some sets are known to carry annotator and dialect bias (e.g. Davidson et al.); audit "
         "false positives on identity mentions before blocking automatically.",
-        "- English only. Images are scored only when the config has an image encoder.",
+        "- English only. Images are scored only when the config has an image encoder or reads text in pictures.",
         "",
         "Full report: `report/report.md`.",
     ]
     path = Path(run_dir) / runfiles.MODEL_CARD
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _pictures(config: Config) -> list[str]:
+    """How the model scores pictures, in words (the card's reader cannot see the config's comments)."""
+    image, head = config.image_encoder, config.head
+    if image.kind == "none" and not image.ocr:
+        return []
+    lines = ["## Pictures", ""]
+    if head.image_branch == "text_head":
+        lines.append("No image training data: a picture is scored by the trained text head on the text read from "
+                     "it (OCR)" if image.ocr else "No image training data: the text head does not see pictures")
+        if config.zero_shot.nsfw_category and image.kind == "opennsfw":
+            lines[-1] += f", and `{config.zero_shot.nsfw_category}` also by the open_nsfw probability"
+        lines[-1] += (f". Caption and picture evidence combine per class by `{head.caption_picture_rule}`; a picture "
+                      "with no readable text is no evidence (except for open_nsfw). The meme sets that measure this "
+                      "are evaluation only: `moderation bench pictures` (BENCHMARKS.md).")
+    else:
+        lines.append(f"The image branch is trained on the image rows of the training data ({image.kind} features"
+                     + (", with the embedding of the text read from each picture beside them" if image.ocr else "")
+                     + ").")
+    return [*lines, ""]
 
 
 def _never_block(thresholds: Thresholds) -> list[str]:
