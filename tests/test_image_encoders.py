@@ -259,7 +259,7 @@ def test_build_image_encoder_none_and_transformers(tiny_vit):
 
 def test_build_image_encoder_names_the_bad_setting(tmp_path):
     missing = str(tmp_path / "no_such_model")
-    with pytest.raises(ValueError, match=r"image_encoder\.model=.*no_such_model.*hub ids need network"):
+    with pytest.raises(ValueError, match=r"image_encoder\.model=.*no_such_model.*no such folder.*or a hub id"):
         build_image_encoder(ImageEncoderConfig(kind="transformers", model=missing))
     with pytest.raises(ValueError, match=r"image_encoder\.model: required"):
         build_image_encoder(ImageEncoderConfig(kind="transformers"))

@@ -43,6 +43,7 @@ def placeholder_png() -> bytes:
     draw = ImageDraw.Draw(image)
     draw.rectangle((20, 20, 140, 100), fill="#1f5fbf")
     draw.ellipse((55, 35, 105, 85), fill="#ffbf47")
+    draw.text((24, 104), "PICNIC TIME", fill="#1f2933")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -55,7 +56,8 @@ def fill_queue(queue) -> tuple[int, int]:
                 "harassment": {"fused": 0.08, "text": 0.07, "image": image and 0.05}}
 
     first = NewItem(post_id="post-1", text="Placeholder caption about a picnic in the park.", image=placeholder_png(),
-                    image_mime="image/png", scores=scores(0.74, 0.66), action="review", model_version="m1")
+                    image_mime="image/png", scores=scores(0.74, 0.66), action="review", model_version="m1",
+                    ocr_text="PICNIC TIME")
     second = NewItem(post_id="post-2", text="Another placeholder post about the weather.", scores=scores(0.45, None),
                      action="allow", model_version="m1", reason="random_sample")
     return queue.enqueue(first, THRESHOLDS)[0], queue.enqueue(second, THRESHOLDS)[0]
@@ -113,6 +115,7 @@ def test_reviewer_decides_an_item_with_the_keyboard(server, browser, tmp_path):
     page.get_by_role("button", name="Open queue").click()
     expect(page.locator("#who-name")).to_have_text("alice")
     expect(page.locator("#item-text")).to_have_text("Placeholder caption about a picnic in the park.")
+    expect(page.locator("#item-ocr-text")).to_have_text("PICNIC TIME")  # what the model read in the picture
     expect(page.locator("#stat-pending")).to_have_text("1")  # the other item; this one is claimed
     hate_row = page.locator("#scores-body tr", has_text="hate")
     expect(hate_row.locator("td.num")).to_have_text(["0.740", "0.640", "0.660"])  # fused, text only, image only
