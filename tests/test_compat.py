@@ -11,13 +11,12 @@ import base64
 import json
 import shutil
 import statistics
-import threading
 
 import httpx
 import pytest
-import yaml
 from fastapi import HTTPException
 
+from tests.running_service import running_service
 from tests.test_serve import ADMIN, REVIEWER, SUBMITTER, auth, free_port, png_b64
 
 integration = pytest.mark.integration
@@ -33,7 +32,6 @@ def compat_service(multimodal_run, tmp_path_factory):
     at the median score of TEXTS (so some are flagged and some are not) and no random sampling (so an OpenAI
     call and a /v1/moderate call of the same post decide alike)."""
     from moderation import Moderator
-    from serve.local import run_service
 
     tmp = tmp_path_factory.mktemp("compat")
     run = tmp / "run"
@@ -56,26 +54,10 @@ def compat_service(multimodal_run, tmp_path_factory):
                      {"name": "rev", "roles": ["reviewer"], "key": REVIEWER},
                      {"name": "boss", "roles": ["admin"], "key": ADMIN}],
     }
-    (tmp / "serve_settings.yaml").write_text(yaml.safe_dump(settings))
-    ready, stop, failed = threading.Event(), threading.Event(), []
-
-    def serve_until_stopped():
-        try:
-            run_service(tmp / "serve_settings.yaml", {"port": port}, 2, lambda s: ready.set(), stop_event=stop)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            failed.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=serve_until_stopped, daemon=True)
-    thread.start()
-    assert ready.wait(timeout=600) and not failed, failed
-    base_url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base_url, timeout=60)
-    yield client, base_url, settings
-    client.close()
-    stop.set()
-    thread.join(timeout=120)
-    assert not thread.is_alive(), "run_service did not shut down"
+    with running_service(tmp, settings, port) as base_url:
+        client = httpx.Client(base_url=base_url, timeout=60)
+        yield client, base_url, settings
+        client.close()
 
 
 def openai_client(base_url: str, key: str = SUBMITTER):

@@ -9,7 +9,6 @@ import io
 import json
 import shutil
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +16,8 @@ import httpx
 import pytest
 import yaml
 from PIL import Image
+
+from tests.running_service import running_service
 
 integration = pytest.mark.integration
 
@@ -40,8 +41,6 @@ def png_b64(colour=(220, 20, 20), size=(32, 32)) -> str:
 @pytest.fixture(scope="module")
 def service(multimodal_run, tmp_path_factory):
     """(client, tmp): the service as `moderation serve --config FILE` runs it, in a thread, until the module ends."""
-    from serve.local import run_service
-
     tmp = tmp_path_factory.mktemp("serve")
     # The tiny model's thresholds are arbitrary; pin them: toxicity's review threshold is 0, so every post
     # goes to review driven by toxicity; sexual is zero-shot (never blocks); the rest are out of reach.
@@ -62,25 +61,10 @@ def service(multimodal_run, tmp_path_factory):
                      {"name": "rev", "roles": ["reviewer"], "key": REVIEWER},
                      {"name": "boss", "roles": ["admin"], "key": ADMIN}],
     }
-    (tmp / "serve_settings.yaml").write_text(yaml.safe_dump(settings))
-    ready, stop, failed = threading.Event(), threading.Event(), []
-
-    def serve_until_stopped():
-        try:
-            run_service(tmp / "serve_settings.yaml", {"port": port}, 2, lambda s: ready.set(), stop_event=stop)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            failed.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=serve_until_stopped, daemon=True)
-    thread.start()
-    assert ready.wait(timeout=600) and not failed, failed
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    yield client, tmp
-    client.close()
-    stop.set()
-    thread.join(timeout=120)
-    assert not thread.is_alive(), "run_service did not shut down"
+    with running_service(tmp, settings, port) as base_url:
+        client = httpx.Client(base_url=base_url, timeout=60)
+        yield client, tmp
+        client.close()
 
 
 def auth(key):
