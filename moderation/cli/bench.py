@@ -12,6 +12,7 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "variants": ("inference_variants", "cheaper text-encoder inference: speed and PR-AUC change"),
     "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
     "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
+    "production": ("production", "shipped model at production settings: image-post latency, 300-client overload"),
 }
 
 
@@ -30,7 +31,7 @@ def add_parser(sub, parents, argv) -> None:
 def run(args) -> int:
     quiet_libraries()
     module = importlib.import_module(f"eval.benchmarks.{BENCHES[args.bench][0]}")
-    if args.bench == "serving" and not args.app:
+    if args.bench == "production" or (args.bench == "serving" and not args.app):
         from serve.app import build_app
 
         body = module.run(args, build_app=build_app)  # the app `moderation serve` runs

@@ -1,0 +1,172 @@
+"""The shipped model behind production settings: image-post latency, and overload at hundreds of clients.
+
+Unlike `moderation bench serving` (which raises every queue bound so that latency is measured, not shed), this
+runs the app `moderation serve` runs with the serve settings' own defaults for queue bounds, request deadline
+and capacity, and the shipped default model:
+
+- image posts: meme pictures without their caption (so OCR, open_nsfw, MiniLM on the text read, the head), one
+  client (low load: p50 / p95) and several clients back to back (throughput at saturation);
+- overload: `--clients` closed-loop clients (default 300) sending one text post per request for a bounded time;
+  every answer is classed: accepted (2xx), shed (429/503, with or without Retry-After), other errors, and no
+  answer within the client timeout. The aims (issue 11): every client answered within 2 s, none times out,
+  accepted p99 within 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from eval.benchmarks import common, harness
+from eval.benchmarks.loadgen import percentile
+
+log = logging.getLogger(__name__)
+
+
+def meme_pictures(n: int, seed: int) -> list[bytes]:
+    """`n` meme images (bytes) from the meme sets' test split, seeded."""
+    from eval.benchmarks.pictures import MEMES_CONFIG
+
+    config = common.load_config_checked(MEMES_CONFIG)
+    from moderation.data.build import build_splits
+
+    rows = common.sample_split(build_splits(config)["test"], n, seed)
+    return [Path(p).read_bytes() for p in rows["image"] if p]
+
+
+async def timed_posts(base: str, key: str, bodies: list[dict], clients: int, max_requests: int, max_seconds: float,
+                      timeout: float) -> list[dict]:
+    """Closed loop: `clients` clients back to back; per request its status, latency and Retry-After."""
+    import httpx
+
+    out, issued, t0 = [], 0, time.perf_counter()
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        async def one_client():
+            nonlocal issued
+            while issued < max_requests and time.perf_counter() - t0 < max_seconds:
+                body = bodies[issued % len(bodies)]
+                issued += 1
+                start = time.perf_counter()
+                try:
+                    r = await client.post(f"{base}/v1/moderate", json=body, headers={"Authorization": f"Bearer {key}"})
+                    status, retry_after = r.status_code, r.headers.get("retry-after")
+                except httpx.HTTPError:
+                    status, retry_after = 0, None
+                out.append({"status": status, "latency_s": time.perf_counter() - start, "retry_after": retry_after})
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+    return out
+
+
+def classify(outcomes: list[dict], within_s: float = 2.0) -> dict:
+    """Counts and latency percentiles (ms) by class: accepted, shed, error, timeout.
+
+    >>> c = classify([{"status": 200, "latency_s": 0.1, "retry_after": None},
+    ...               {"status": 503, "latency_s": 0.01, "retry_after": "1"}, {"status": 0, "latency_s": 30.0}])
+    >>> c["accepted"], c["shed"], c["shed_with_retry_after"], c["timeouts"], c["answered_within"]
+    (1, 1, 1, 1, 0.6666666666666666)
+    """
+    accepted = [o["latency_s"] * 1000 for o in outcomes if 200 <= o["status"] < 300]
+    shed = [o for o in outcomes if o["status"] in (429, 503)]
+    errors = [o for o in outcomes if o["status"] and not 200 <= o["status"] < 300 and o["status"] not in (429, 503)]
+    answered = [o for o in outcomes if o["status"] and o["latency_s"] <= within_s]
+    return {"requests": len(outcomes), "accepted": len(accepted), "shed": len(shed),
+            "shed_with_retry_after": sum(1 for o in shed if o.get("retry_after")),
+            "errors": len(errors), "timeouts": sum(1 for o in outcomes if o["status"] == 0),
+            "answered_within": len(answered) / len(outcomes) if outcomes else None,
+            "accepted_p50_ms": percentile(accepted, 50), "accepted_p95_ms": percentile(accepted, 95),
+            "accepted_p99_ms": percentile(accepted, 99),
+            "shed_p50_ms": percentile([o["latency_s"] * 1000 for o in shed], 50),
+            "shed_p99_ms": percentile([o["latency_s"] * 1000 for o in shed], 99),
+            "max_ms": max((o["latency_s"] * 1000 for o in outcomes), default=None)}
+
+
+def measure(args, build_app) -> dict:
+    import secrets
+
+    pictures = meme_pictures(args.images, args.seed)
+    _, splits = common.load_splits()
+    texts = [t for t in common.sample_split(splits["validation"], 2000, args.seed)["text"] if t][:1000]
+    image_bodies = [{"posts": [{"id": f"img-{i}", "image_base64": base64.b64encode(p).decode()}]}
+                    for i, p in enumerate(pictures)]
+    text_bodies = [{"posts": [{"id": f"t-{i}", "text": t}]} for i, t in enumerate(texts)]
+    port, key = harness.free_port(), secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="bench-production-") as tmp:
+        # The serve settings' defaults for everything that sheds load; only what a benchmark must set is set.
+        settings = {"queue_url": f"sqlite:///{Path(tmp) / 'queue.db'}", "host": "127.0.0.1", "port": port,
+                    "random_review_rate": 0.0, "use_gpu": "no",
+                    "api_keys": [{"name": "bench", "roles": ["submitter"], "key": key}]}
+        load_before = os.getloadavg()[0]
+        with harness.local_ray(os.cpu_count(), port):
+            harness.deploy(build_app, settings)
+            base = f"http://127.0.0.1:{port}"
+            low = asyncio.run(timed_posts(base, key, image_bodies, 1, args.images, args.max_seconds, 30))
+            started = time.perf_counter()
+            saturated = asyncio.run(timed_posts(base, key, image_bodies, args.image_clients, 4 * args.images,
+                                                args.max_seconds, 30))
+            saturated_wall = time.perf_counter() - started
+            started = time.perf_counter()
+            overload = asyncio.run(timed_posts(base, key, text_bodies, args.clients, 100_000, args.max_seconds,
+                                               args.client_timeout))
+            overload_wall = time.perf_counter() - started
+    return {"low": classify(low), "saturated": classify(saturated), "overload": classify(overload),
+            "saturated_rate": classify(saturated)["accepted"] / saturated_wall,
+            "overload_accepted_rate": classify(overload)["accepted"] / overload_wall,
+            "loadavg": (load_before, os.getloadavg()[0]), "args": vars(args)}
+
+
+def report(m: dict, args) -> str:
+    ms = lambda v: common.fmt(v, 0)
+    low, sat, over = m["low"], m["saturated"], m["overload"]
+    lines = [
+        "The shipped default model (`moderation serve`'s app and the serve settings' own defaults for queue bounds, "
+        "request deadline and capacity), 127.0.0.1, API-key auth, SQLite queue, random review off. Machine load "
+        f"average {m['loadavg'][0]:.1f} before, {m['loadavg'][1]:.1f} after (other tenants included).", "",
+        f"Image-only posts (meme pictures without their caption; OCR + open_nsfw + MiniLM + head), "
+        f"{args.images} distinct pictures:", "",
+        common.md_table(["load", "requests", "accepted", "p50 ms", "p95 ms", "posts/s"], [
+            ["1 client (low load)", low["requests"], low["accepted"], ms(low["accepted_p50_ms"]),
+             ms(low["accepted_p95_ms"]), None],
+            [f"{args.image_clients} clients (saturation)", sat["requests"], sat["accepted"],
+             ms(sat["accepted_p50_ms"]), ms(sat["accepted_p95_ms"]), common.fmt(m["saturated_rate"], 1)]]),
+        "", f"Target: an image post's p50 at low load at most 300 ms: "
+            f"{common.verdict((low['accepted_p50_ms'] or 1e9) <= 300)} ({ms(low['accepted_p50_ms'])} ms).", "",
+        f"Overload: {args.clients} closed-loop clients, one text post per request, {args.max_seconds:g} s, client "
+        f"timeout {args.client_timeout:g} s:", "",
+        common.md_table(["requests", "accepted (2xx)", "accepted/s", "accepted p50 / p99 ms", "shed (429/503)",
+                         "shed with Retry-After", "shed p50 / p99 ms", "other errors", "timeouts",
+                         "answered within 2 s", "slowest answer ms"], [[
+            over["requests"], over["accepted"], common.fmt(m["overload_accepted_rate"], 1),
+            f"{ms(over['accepted_p50_ms'])} / {ms(over['accepted_p99_ms'])}", over["shed"],
+            over["shed_with_retry_after"], f"{ms(over['shed_p50_ms'])} / {ms(over['shed_p99_ms'])}",
+            over["errors"], over["timeouts"], common.pct(over["answered_within"], 1), ms(over["max_ms"])]]),
+        "", "Aims (issue 11): every client answered within 2 s "
+            f"{common.verdict((over['answered_within'] or 0) >= 1.0)}, no timeouts "
+            f"{common.verdict(over['timeouts'] == 0)}, accepted p99 within 2 s "
+            f"{common.verdict((over['accepted_p99_ms'] or 1e9) <= 2000)}."]
+    return "\n".join(lines)
+
+
+def run(args, build_app=None) -> str:
+    if build_app is None:
+        raise ValueError("production benchmark: no Serve app builder (the CLI passes the one `moderation serve` runs)")
+    return common.publish("production", "Production settings: image posts and overload, shipped model",
+                          report(measure(args, build_app), args), args)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=40, help="distinct meme pictures sent as image-only posts")
+    parser.add_argument("--image-clients", type=int, default=4, help="clients at saturation (image posts)")
+    parser.add_argument("--clients", type=int, default=300, help="closed-loop clients in the overload run")
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="bound per run (sending time)")
+    parser.add_argument("--client-timeout", type=float, default=30.0)
+    common.add_common_options(parser)
+    return parser
