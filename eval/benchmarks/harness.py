@@ -141,7 +141,9 @@ def speed_only_multimodal_run(out: Path, image_kind: str = "efficientnet_lite0",
     src = runfiles.resolve_run_dir(None)
     out.mkdir(parents=True, exist_ok=True)
     tree = yaml.safe_load((src / runfiles.CONFIG).read_text())
-    tree["image_encoder"] = {**tree.get("image_encoder", {}), "kind": image_kind, "image_size": image_size}
+    # Pixel features only (no OCR), into a trained-style late-fusion image branch: the timing of that path.
+    tree["image_encoder"] = {"kind": image_kind, "image_size": image_size}
+    tree["head"] = {**tree.get("head", {}), "image_branch": "trained"}
     (out / runfiles.CONFIG).write_text(yaml.safe_dump(tree, sort_keys=False))
     image_dim = build_image_encoder(ImageEncoderConfig(kind=image_kind, image_size=image_size)).dim
     trained, meta = ModerationModel.load(src)
