@@ -11,7 +11,10 @@ route, so that:
 - the whole body must arrive within `body_timeout_s` of the request's start, or the request ends with 408:
   a slow client cannot hold a slot for longer than that;
 - while the service drains for shutdown, new requests other than the probes get 503 + Retry-After, and
-  requests already running finish (`in_flight` counts them).
+  requests already running finish (`in_flight` counts them);
+- a scoring request (`SCORING_PATHS`) beyond `max_scoring` in flight on this replica is answered 503 +
+  Retry-After at once, before its body is read: work the Scorers cannot finish within a second or two is
+  refused while refusing is still cheap, instead of queueing in the event loop until its deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from urllib.parse import parse_qs
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROBES = frozenset({"/healthz", "/readyz"})
+SCORING_PATHS = frozenset({"/v1/moderate", "/v1/moderations", "/v1alpha1/comments:analyze"})
 
 
 class AdmissionMiddleware:
@@ -45,6 +49,10 @@ class AdmissionMiddleware:
             if method in BODY_METHODS and not gate.key_ok(scope):
                 return await _json(send, 401, {"detail": "missing or unknown API key (send Authorization: Bearer <key>)"},
                                    {"www-authenticate": "Bearer"})
+        scoring = path in SCORING_PATHS and method == "POST"
+        if scoring and gate.max_scoring is not None and gate.scoring_in_flight >= gate.max_scoring:
+            return await _json(send, 503, {"detail": "the service is at capacity; retry shortly"},
+                               {"retry-after": str(gate.retry_after_s)})
         timeout_s = gate.body_timeout_s
         deadline = time.monotonic() + timeout_s
         body_done, timed_out, answered = False, False, False
@@ -75,6 +83,7 @@ class AdmissionMiddleware:
             await send(message)
 
         gate.in_flight += 1
+        gate.scoring_in_flight += scoring
         try:
             await self.app(scope, receive_by_deadline, send_unless_timed_out)
         except Exception:
@@ -82,6 +91,7 @@ class AdmissionMiddleware:
                 raise
         finally:
             gate.in_flight -= 1
+            gate.scoring_in_flight -= scoring
         if timed_out and not answered:
             await _json(send, 408, {"detail": f"request body not received within {timeout_s:g} s"},
                         {"connection": "close"})
@@ -90,10 +100,12 @@ class AdmissionMiddleware:
 class Gate:
     """One replica's admission state: its key check, body deadline, draining flag and requests in flight."""
 
-    def __init__(self, authenticator, body_timeout_s: float, retry_after_s: int = 1):
+    def __init__(self, authenticator, body_timeout_s: float, retry_after_s: int = 1, max_scoring: int | None = None):
         self.authenticator, self.body_timeout_s, self.retry_after_s = authenticator, body_timeout_s, retry_after_s
+        self.max_scoring = max_scoring  # scoring requests this replica admits at once (None: no bound)
         self.draining = False
         self.in_flight = 0
+        self.scoring_in_flight = 0
 
     def key_ok(self, scope) -> bool:
         if self.authenticator.disabled:

@@ -111,7 +111,7 @@ class ModerationIngress:
     def __init__(self, scorer: DeploymentHandle, settings: ServeSettings, categories: list[str],
                  severities: dict[str, float]):
         self.auth = Authenticator(settings)
-        self.gate = Gate(self.auth, settings.body_timeout_s, RETRY_AFTER_S)
+        self.gate = Gate(self.auth, settings.body_timeout_s, RETRY_AFTER_S, settings.ingress_admission_limit)
         self.service = ModerationService(scorer, settings, severities)
         self.review = ReviewContext(self.service.queue, settings, list(categories), self.service.thresholds)
 

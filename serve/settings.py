@@ -133,6 +133,14 @@ class ServeSettings(BaseSettings):
         return self
 
     @property
+    def ingress_admission_limit(self) -> int:
+        """Scoring requests one ingress replica admits at once: what the Scorers drain in max_queue_s at the
+        measured capacity (at least max_batch_size, so a full batch can always form); beyond it 503 +
+        Retry-After before the body is read."""
+        share = self.capacity_posts_per_s * self.max_queue_s * self.num_replicas / self.ingress_replicas
+        return max(int(share), self.max_batch_size)
+
+    @property
     def scorer_queue(self) -> int:
         """Posts one Scorer replica may queue: max_queued_requests, or max_queue_s seconds of measured capacity."""
         if self.max_queued_requests is not None:

@@ -24,6 +24,9 @@ ADMIN = "admin-key-0123456789abcdef"
 # -- serve.admission: the key before the body, the body deadline, liveness, draining ---------------------------
 
 
+from serve.auth import Authenticator  # noqa: E402
+
+
 def admission_app(settings: ServeSettings, reached: list):
     from fastapi import FastAPI
 
@@ -101,6 +104,29 @@ def test_liveness_is_answered_before_routing_and_draining_refuses_new_requests()
     status, headers, _, _ = call(app, "POST", "/v1/review/claim", {}, [b"{}"])
     assert status == 503 and headers["retry-after"] == "1"
     assert call(app, "GET", "/healthz", {}, [])[0] == 200  # liveness still answers while draining
+
+
+def test_scoring_beyond_the_admission_limit_is_refused_at_once_before_the_body_is_read():
+    from serve.admission import AdmissionMiddleware, Gate
+
+    settings = ServeSettings(auth="disabled")
+    gate = Gate(Authenticator(settings), settings.body_timeout_s, max_scoring=1)
+    reached = []
+
+    async def scoring_app(scope, receive, send):  # the route under the gate: holds its slot until released
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    app = AdmissionMiddleware(scoring_app, gate=lambda: gate)
+    gate.scoring_in_flight = 1  # one scoring request already holds the only slot
+    status, headers, body, received = call(app, "POST", "/v1/moderate", {"content-length": "10"}, None)
+    assert status == 503 and headers["retry-after"] == "1" and b"capacity" in body
+    assert received == [] and reached == []  # refused before a byte of the body, never routed
+    assert call(app, "POST", "/v1/review/claim", {}, [b"{}"])[0] == 200  # other routes are not bounded
+    gate.scoring_in_flight = 0
+    assert call(app, "POST", "/v1/moderations", {}, [b"{}"])[0] == 200 and gate.scoring_in_flight == 0
+    assert ServeSettings(auth="disabled").ingress_admission_limit == 60  # 40 posts/s x 1.5 s, one replica
 
 
 # -- settings: queues sized from measured capacity --------------------------------------------------------------
