@@ -117,10 +117,11 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
     extras: dict[str, np.ndarray] = {}
     ocr_text = [""] * n if ocr_reader is not None and text_encoder is not None else None
     for start, end in _runs(rows.get("source") or [""] * n):
-        if text_encoder is not None:
-            emb, owner = cached_text_windows(text_encoder, texts[start:end], cache_dir, progress, device)
+        present = [i for i in range(start, end) if texts[i]] if text_encoder is not None else []
+        if present:  # only rows with text get windows (a row without any has none)
+            emb, owner = cached_text_windows(text_encoder, [texts[i] for i in present], cache_dir, progress, device)
             windows.append(emb)
-            owners.append(owner + start)
+            owners.append(np.asarray(present, np.int64)[owner])
         if image_encoder is not None and has_image[start:end].any():
             chunk = [im if ok else None for im, ok in zip(images[start:end], has_image[start:end])]
             feats, extra = cached_image_features(image_encoder, chunk, cache_dir, progress)

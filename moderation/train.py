@@ -284,7 +284,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     has_image = train_features.has_image
     head_sees_images = model.meta["image_dim"] > 0 and train_features.image is not None and has_image.any()
     model.head.set_input_stats(
-        torch.from_numpy(train_features.windows) if train_features.windows.shape[0] else None,
+        torch.from_numpy(train_features.windows) if train_features.windows.shape[0] and text_dim else None,
         torch.from_numpy(train_features.image[has_image]) if head_sees_images else None)
     model.nsfw_class = nsfw_zero_shot_class(config, train_features)
     if model.nsfw_class is not None:
