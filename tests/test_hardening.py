@@ -279,6 +279,20 @@ integration = pytest.mark.integration
 SLOW_CLIENTS = 150  # more than the ingress's old shared limit (4 x max_ongoing_requests = 128); loopback only
 
 
+def pinned_run(trained, out):
+    """A copy of a tiny trained run whose thresholds never block: the tiny model's own thresholds depend on its
+    training run, and these tests need every post to take the review path (random_review_rate 1.0)."""
+    import json
+    import shutil
+
+    shutil.copytree(trained, out)
+    thresholds = json.loads((out / "thresholds.json").read_text())
+    for cut in thresholds["categories"].values():
+        cut.update(block=1.0, review=min(cut["review"], 1.0), block_target_met=True)
+    (out / "thresholds.json").write_text(json.dumps(thresholds))
+    return out
+
+
 @pytest.fixture(scope="module")
 def served(multimodal_run, tmp_path_factory):
     """(base_url, tmp, process): `moderation serve --config FILE` with a small capacity, until the module ends."""
@@ -293,9 +307,10 @@ def served(multimodal_run, tmp_path_factory):
     from tests.test_serve import free_port
 
     tmp = tmp_path_factory.mktemp("hardening")
+    run = pinned_run(multimodal_run, tmp / "run")
     port = free_port()
     settings = {
-        "run_dir": str(multimodal_run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "host": "127.0.0.1",
+        "run_dir": str(run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "host": "127.0.0.1",
         "port": port, "max_batch_size": 8, "max_ongoing_requests": 8, "batch_wait_timeout_s": 0.02,
         "capacity_posts_per_s": 20, "max_queue_s": 1.0, "request_deadline_s": 2.0, "body_timeout_s": 2.0,
         "shutdown_grace_s": 20, "max_posts_per_request": 4, "num_cpus_per_replica": 0.5, "random_review_rate": 1.0,
@@ -599,7 +614,7 @@ def test_killing_a_scorer_and_an_ingress_replica_loses_no_acknowledged_item(mult
 
     port = free_port()
     reviewer = "reviewer-key-0123456789"
-    settings = {"run_dir": str(multimodal_run), "queue_url": pg_queue_url, "host": "127.0.0.1", "port": port,
+    settings = {"run_dir": str(pinned_run(multimodal_run, tmp_path / "run")), "queue_url": pg_queue_url, "host": "127.0.0.1", "port": port,
                 "num_replicas": 2, "ingress_replicas": 2, "num_cpus_per_replica": 0.25, "random_review_rate": 1.0,
                 "max_batch_size": 8, "max_ongoing_requests": 8, "prediction_log": False, "shutdown_grace_s": 5,
                 "api_keys": [{"name": "svc", "roles": ["submitter"], "key": KEY},

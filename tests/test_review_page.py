@@ -261,5 +261,7 @@ def test_filters_choose_which_items_a_reviewer_works_on(server, browser):
     page.locator("#filter-category").select_option("harassment")  # every harassment score is below review
     expect(page.locator("#empty-text")).to_have_text("No open item matches these filters.")
     page.locator("#filter-category").select_option("hate")
+    expect(page.locator("#empty-text")).to_be_hidden()  # the claim came back (the id cell still shows the old one)
     expect(page.locator("#item-id")).to_have_text(f"#{first_id}")
+    page.wait_for_function("document.getElementById('skip') && !document.getElementById('skip').disabled")
     assert queue.stats()["claimed"] == 1
