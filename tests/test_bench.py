@@ -182,6 +182,7 @@ def test_variant_winners_need_speed_and_unchanged_quality():
 
 # --- the real service, briefly -----------------------------------------------------------------------------
 
+@pytest.mark.integration  # starts real Ray Serve
 @pytest.mark.slow
 def test_load_generator_against_the_real_app(multimodal_run, tmp_path):
     import httpx
