@@ -38,9 +38,12 @@ log = logging.getLogger(__name__)
 def train_and_evaluate(config: Config, **kwargs) -> Path:
     """`moderation train`: train a run (`moderation.training.train_run`, same keyword arguments) and evaluate
     it before it is moved into place."""
+    from functools import partial
+
     from moderation.training import train_run
 
-    return train_run(config, compute_metrics=mean_average_precision, evaluate=evaluate_run, **kwargs)
+    evaluate = partial(evaluate_run, progress=kwargs.get("progress", True))
+    return train_run(config, compute_metrics=mean_average_precision, evaluate=evaluate, **kwargs)
 
 
 def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | None = None) -> dict:

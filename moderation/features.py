@@ -111,7 +111,7 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
     has_text = np.array([bool(t) for t in texts], bool) & (text_encoder is not None)
     images = rows.get("image") or [None] * n
     reads_images = image_encoder is not None or (ocr_reader is not None and text_encoder is not None)
-    has_image = np.array([im is not None and not _blank_path(im) for im in images], bool) & reads_images
+    has_image = np.array([im is not None and not is_blank_image(im) for im in images], bool) & reads_images
     windows, owners = [], []
     image = np.zeros((n, image_encoder.dim), np.float32) if image_encoder is not None else None
     extras: dict[str, np.ndarray] = {}
@@ -170,7 +170,7 @@ def _mean_windows(windows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return (out / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
-def _blank_path(image) -> bool:
+def is_blank_image(image) -> bool:
     """An empty string or empty bytes stands for "no image" in dataset columns."""
     return isinstance(image, (str, bytes)) and not image
 

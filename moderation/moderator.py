@@ -23,7 +23,7 @@ import numpy as np
 
 from moderation import runfiles
 from moderation.config import Config, config_from_dict, read_yaml
-from moderation.features import Features, featurize
+from moderation.features import Features, featurize, is_blank_image
 from moderation.model import ModerationModel
 from moderation.policy import NO_SAMPLING, Decision, Sampling, Thresholds, decide
 from moderation.scoring import ScoreArrays, run_model
@@ -95,18 +95,17 @@ class Moderator:
 
             self.image_encoder = build_image_encoder(image_cfg)
         self.ocr_reader = None
-        if reads_pictures and image_cfg.ocr:
-            from moderation.encoders.ocr import OcrReader
+        if reads_pictures:
+            from moderation.encoders.ocr import build_ocr_reader
 
-            self.ocr_reader = OcrReader()
+            self.ocr_reader = build_ocr_reader(image_cfg)
 
     def __repr__(self) -> str:
         return f"Moderator(version={self.version!r}, categories={self.categories}, modalities={self.modalities})"
 
     @property
     def modalities(self) -> list[str]:
-        reads_captions = self.text_encoder is not None and (self.meta["text_dim"] > 0
-                                                            or self.meta.get("image_branch") == "text_head")
+        reads_captions = self.text_encoder is not None and self.meta["text_dim"] > 0
         reads_images = self.image_encoder is not None or self.ocr_reader is not None
         return [m for m, on in (("text", reads_captions), ("image", reads_images)) if on]
 
@@ -114,7 +113,7 @@ class Moderator:
     def why_unscorable(self, post: dict) -> str | None:
         """Why the model cannot score this post (None when it can): no text it reads, no picture it reads."""
         text, image = (post.get("text") or "").strip(), post.get("image")
-        has_image = image is not None and not _blank(image)
+        has_image = image is not None and not is_blank_image(image)
         if (text and "text" in self.modalities) or (has_image and "image" in self.modalities):
             return None
         has = "an image" if has_image else "no text" if not text else "only text"
@@ -127,7 +126,7 @@ class Moderator:
 
         reason = self.why_unscorable(post)
         image = post.get("image")
-        if reason is None and image is not None and "image" in self.modalities and not _blank(image):
+        if reason is None and image is not None and "image" in self.modalities and not is_blank_image(image):
             try:
                 post = {**post, "image": load_image(image)}
             except ImageError as exc:
@@ -204,10 +203,6 @@ class Moderator:
             out.append(ModeratedPost(result["id"], result["scores"], result["text_scores"], result["image_scores"],
                                      decision, self.version, result["modality"], result["ocr_text"]))
         return out[0] if _single(items) else out
-
-
-def _blank(image) -> bool:
-    return isinstance(image, (str, bytes)) and not image
 
 
 def _single(items) -> bool:

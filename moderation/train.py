@@ -68,18 +68,12 @@ def build_encoders(config: Config):
     return text, image
 
 
-def build_ocr_reader(config: Config):
-    """The reader of text in pictures when the config asks for it (image_encoder.ocr) and pictures are scored."""
-    if not config.image_encoder.ocr or config.head.fusion == "text_only":
-        return None
-    from moderation.encoders.ocr import OcrReader
-
-    return OcrReader()
-
-
 def split_features(config: Config, splits, text_encoder, image_encoder, progress: bool) -> dict[str, Features]:
     cache = Path(config.run.cache_dir) if config.text_encoder.finetune == "frozen" else None
-    ocr_reader = build_ocr_reader(config)
+    from moderation.encoders.ocr import build_ocr_reader
+
+    # A text-only head never sees pictures, so their text is not read either.
+    ocr_reader = build_ocr_reader(config.image_encoder) if config.head.fusion != "text_only" else None
     out = {}
     for name in ("train", "validation", "test"):
         columns = splits[name].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()

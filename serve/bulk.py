@@ -8,7 +8,6 @@ format of `moderation predict`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 class BatchScorer:
@@ -44,9 +43,3 @@ def _restore_missing(frame):
     frame["text"] = frame["text"].where(frame["text"] != "", None)
     frame["image"] = frame["image"].where(frame["image"] != "", None)
     return frame
-
-
-def write_predictions(predictions: list[dict], out: Path) -> Path:
-    from moderation.data.generic import write_jsonl
-
-    return write_jsonl(predictions, out)

@@ -30,14 +30,18 @@ RULES = ("max", "noisy_or")
 
 
 def combine(caption: np.ndarray, picture: np.ndarray, rule: str) -> np.ndarray:
-    """The fused probability of the two rules (the same arithmetic as moderation.model.combine_evidence).
+    """The fused probability a text_head model gives under `rule`: `moderation.model.combine_evidence` itself,
+    applied to the two probabilities' logits.
 
-    >>> combine(np.array([0.5]), np.array([0.5]), "noisy_or")
+    >>> combine(np.array([0.5]), np.array([0.5]), "noisy_or").round(4)
     array([0.75])
     """
-    if rule == "max":
-        return np.maximum(caption, picture)
-    return 1 - (1 - caption) * (1 - picture)
+    import torch
+
+    from moderation.model import combine_evidence
+
+    logit = lambda p: torch.logit(torch.as_tensor(p, dtype=torch.float64), eps=1e-7)
+    return torch.sigmoid(combine_evidence(logit(caption), logit(picture), rule)).numpy()
 
 
 def _split_scores(moderator, rows: dict, cache_dir: str) -> dict:

@@ -116,9 +116,10 @@ def measure(args, build_app) -> dict:
             overload = asyncio.run(timed_posts(base, key, text_bodies, args.clients, 100_000, args.max_seconds,
                                                args.client_timeout))
             overload_wall = time.perf_counter() - started
-    return {"low": classify(low), "saturated": classify(saturated), "overload": classify(overload),
-            "saturated_rate": classify(saturated)["accepted"] / saturated_wall,
-            "overload_accepted_rate": classify(overload)["accepted"] / overload_wall,
+    low, saturated, overload = classify(low), classify(saturated), classify(overload)
+    return {"low": low, "saturated": saturated, "overload": overload,
+            "saturated_rate": saturated["accepted"] / saturated_wall,
+            "overload_accepted_rate": overload["accepted"] / overload_wall,
             "loadavg": (load_before, os.getloadavg()[0]), "args": vars(args)}
 
 

@@ -19,17 +19,12 @@ def add_parser(sub, parents, argv) -> None:
 
 def run(args) -> int:
     quiet_libraries()
-    from functools import partial
-
-    from eval.evaluate import evaluate_run
-    from eval.metrics import mean_average_precision
+    from eval.evaluate import train_and_evaluate
     from moderation.config import load_config
-    from moderation.training import train_run
 
     config = load_config(args.config, args.overrides)
-    # The composition root injects evaluation, so training never imports eval.
-    run_dir = train_run(config, overwrite=args.overwrite, progress=not args.quiet,
-                        compute_metrics=mean_average_precision, evaluate=partial(evaluate_run, progress=not args.quiet))
+    # train_run with evaluation injected (training never imports eval): the same wiring ladder and retrain use.
+    run_dir = train_and_evaluate(config, overwrite=args.overwrite, progress=not args.quiet)
     print(f"run written to {run_dir}")
     print(f"report: {run_dir / 'report' / 'report.md'}")
     return 0
