@@ -143,6 +143,7 @@ def test_audit_end_to_end_with_a_tiny_model_on_its_own_split(tmp_path, tiny_bert
     from moderation.policy import ClassThresholds, Thresholds
     from moderation.runfiles import write_thresholds
     from tests.synthetic import CATEGORIES, tiny_config, write_dataset
+    from tests.tiny_models import BERT_HIDDEN
 
     data = write_dataset(tmp_path / "data" / "posts.jsonl", n=120, seed=5)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
@@ -152,7 +153,7 @@ def test_audit_end_to_end_with_a_tiny_model_on_its_own_split(tmp_path, tiny_bert
     run.mkdir()
     config = tiny_config(data, tiny_bert, run)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    model = ModerationModel(CATEGORIES, "late", text_dim=32, image_dim=0)  # untrained: only the wiring is tested
+    model = ModerationModel(CATEGORIES, "late", text_dim=BERT_HIDDEN, image_dim=0)  # untrained: only the wiring is tested
     model.save(run, {"version": "tiny-audit"})
     write_thresholds(run, Thresholds(categories={
         c: ClassThresholds(block=0.6, review=0.4, block_target_met=True, scoring="zero_shot" if c == "hate" else "trained")

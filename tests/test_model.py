@@ -9,6 +9,7 @@ from moderation.features import Features, offsets_from_owner
 from moderation.fusion import FusionHead, max_per_owner
 from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
 from moderation.model import ModerationModel
+from tests.tiny_models import BERT_HIDDEN
 
 
 def inputs(batch=4, windows=(1, 3, 2, 1), dt=8, di=6, has_image=(True, False, True, False)):
@@ -95,7 +96,7 @@ def test_text_encoder_windows_cover_long_texts(tiny_bert):
     long_text = " ".join(["cats"] * 60)
     emb, owner = enc.encode(["hello", long_text, ""])
     assert owner.tolist().count(1) == 3  # capped at max_windows
-    assert owner.tolist().count(0) == 1 and emb.shape == (len(owner), 32)
+    assert owner.tolist().count(0) == 1 and emb.shape == (len(owner), BERT_HIDDEN)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     alone, _ = enc.encode(["hello"])
     assert np.allclose(alone[0], emb[0], atol=1e-5)  # batching/bucketing does not change results

@@ -12,6 +12,7 @@ from moderation.config import TextEncoderConfig
 from moderation.features import featurize
 from moderation.model import NO_EVIDENCE, ModerationModel, combine_evidence
 from moderation.scoring import run_model
+from tests.tiny_models import BERT_HIDDEN
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"  # Debian's fonts-dejavu-core
 
@@ -173,7 +174,7 @@ def test_a_trained_image_branch_learns_from_the_text_in_pictures(tmp_path, tiny_
 
     run, _ = train_with_pictures(tmp_path, tiny_bert, monkeypatch, {"fusion": "late", "hidden_dim": 16})
     predictions = runfiles.read_predictions(run)
-    assert Moderator(run).meta["image_dim"] == 32  # the mean OCR embedding is the image input (no pixel encoder)
+    assert Moderator(run).meta["image_dim"] == BERT_HIDDEN  # the mean OCR embedding is the image input (no pixel encoder)
     m = Moderator(run)
     red, blue = Image.new("RGB", (40, 40), (220, 20, 20)), Image.new("RGB", (40, 40), (20, 20, 220))
     scores = m.score([red, blue])

@@ -1,0 +1,73 @@
+"""The cross-source benchmark: leave-one-source-out folds on two synthetic sources with the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from eval.benchmarks import cross_source
+from moderation.policy import Action
+from tests.synthetic import tiny_config, write_dataset
+
+
+def test_any_harm_and_decision_rates_count_known_labels_only():
+    labels = np.array([[1, 0], [0, 0], [0, 1], [0, 0]], np.float32)
+    mask = np.array([[True, True], [True, False], [False, True], [False, False]])
+    harmful, benign = cross_source.any_harm(labels, mask)
+    assert harmful.tolist() == [True, False, True, False]
+    assert benign.tolist() == [False, True, False, False]  # the last row has no known label: neither
+    actions = np.array([Action.BLOCK.value, Action.REVIEW.value, Action.ALLOW.value, Action.BLOCK.value])
+    rates = cross_source.decision_rates(actions, harmful, benign)
+    assert rates == {"benign_flagged": 1.0, "benign_blocked": 0.0, "harmful_caught": 0.5, "harmful_blocked": 0.5}
+
+
+def test_summary_takes_the_mean_and_names_the_worst_source():
+    def fold(ap, flagged):
+        rates = {"benign_flagged": flagged, "benign_blocked": 0.0, "harmful_caught": 0.9, "harmful_blocked": 0.1}
+        return {"mean_average_precision": ap, "any_harm_average_precision": ap, "probe": {"flagged": 0.1},
+                "deployed": rates}
+
+    summary = cross_source.summarise({"a": fold(0.9, 0.1), "b": fold(0.5, 0.3)})
+    assert summary["mean_average_precision"]["mean"] == pytest.approx(0.7)
+    assert summary["mean_average_precision"]["worst"] == {"source": "b", "value": 0.5}
+    assert summary["deployed"]["benign_flagged"]["worst"] == {"source": "b", "value": 0.3}
+    assert "cross_source_thresholds" not in summary  # no fold had them
+
+
+@pytest.fixture(scope="module")
+def two_source_config(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cross")
+    tree = tiny_config(write_dataset(tmp / "a.jsonl", n=300, seed=1), tiny_bert, tmp / "run", train={"epochs": 15})
+    tree["datasets"]["other"] = {"loader": "jsonl", "path": str(write_dataset(tmp / "b.jsonl", n=300, seed=2))}
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_source_config, tmp_path):
+    args = cross_source.build_parser().parse_args(
+        ["--config", str(two_source_config), "--out", str(tmp_path), "--label", "tiny", "--probe-rows", "40",
+         "--no-write"])
+    body = cross_source.run(args)
+    summary = json.loads((tmp_path / "tiny" / "summary.json").read_text())
+    assert set(summary["sources"]) == {"synthetic", "other"}
+    for held_out, result in summary["sources"].items():
+        config = json.loads(json.dumps(yaml.safe_load((tmp_path / "tiny" / held_out / "config.yaml").read_text())))
+        assert config["datasets"][held_out]["use"] == "eval_only"  # never trained or validated on
+        assert result["rows"] == 300 and result["harmful"] + result["benign"] == 300
+        # Marker words transfer between the two synthetic sources: a model that learnt ranks well on the other.
+        assert result["any_harm_average_precision"] > 0.7
+        assert 0 <= result["deployed"]["benign_flagged"] <= 1 and "cross_source_thresholds" in result
+        assert 0 <= result["probe"]["flagged"] <= 1
+    assert summary["summary"]["any_harm_average_precision"]["worst"]["source"] in {"synthetic", "other"}
+    assert "| tiny |" in body and "### tiny: per held-out source" in body
+
+
+def test_unknown_sources_are_refused(two_source_config, tmp_path):
+    args = cross_source.build_parser().parse_args(
+        ["--config", str(two_source_config), "--out", str(tmp_path), "--sources", "nope", "--no-write"])
+    with pytest.raises(SystemExit, match="nope"):
+        cross_source.measure(args)
