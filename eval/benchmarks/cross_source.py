@@ -156,9 +156,12 @@ def measure(args) -> dict:
     out = Path(args.out) / args.label
     probe = [r["text"] for r in generate(args.probe_rows, seed=0, split="probe")]
     names, folds, results, zero_shot = base.category_names, {}, {}, {}
-    for i, held_out in enumerate(sources, 1):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(sources, desc="cross-source folds", unit="fold")
+    for held_out in bar:
         started = time.perf_counter()
-        log.info("fold %d/%d: training without %s", i, len(sources), held_out)
+        bar.set_postfix_str(f"training without {held_out}")
         run_dir = out / held_out
         if not (args.reuse and (run_dir / runfiles.THRESHOLDS).exists()):
             train_and_evaluate(fold_config(args.config, args.set, held_out, run_dir), progress=args.progress,
@@ -168,10 +171,9 @@ def measure(args) -> dict:
         results[held_out] = fold_metrics(*folds[held_out], names, runfiles.read_thresholds(run_dir))
         results[held_out]["zero_shot"] = zero_shot[held_out]
         results[held_out]["probe"] = probe_rates(run_dir, probe)
-        log.info("fold %s: any-harm PR-AUC %s, benign flagged %s, blocked %s (%.0f s)", held_out,
-                 common.fmt(results[held_out]["any_harm_average_precision"]),
-                 common.pct(results[held_out]["deployed"]["benign_flagged"]),
-                 common.pct(results[held_out]["deployed"]["benign_blocked"]), time.perf_counter() - started)
+        bar.write(f"{held_out} held out: any-harm PR-AUC {common.fmt(results[held_out]['any_harm_average_precision'])}, "
+                  f"benign flagged {common.pct(results[held_out]['deployed']['benign_flagged'])}, blocked "
+                  f"{common.pct(results[held_out]['deployed']['benign_blocked'])} ({time.perf_counter() - started:.0f} s)")
     if len(folds) > 1:
         for held_out, (labels, mask, fused) in folds.items():
             t = cross_source_thresholds(folds, held_out, names, base, zero_shot[held_out])
