@@ -1,7 +1,8 @@
 """Evaluation of a run directory, and of a run on a labelled file.
 
 `evaluate_run(run_dir)` reads what training wrote (config.yaml, model.json, predictions.npz) and writes
-what evaluation owns: thresholds.json (chosen on the validation scores; zero-shot classes marked so that
+what evaluation owns: thresholds.json (chosen on the validation scores, or on predictions for sources the
+model never trained on once `attach_cross_source` put them in the run; zero-shot classes marked so that
 they never block), report/ (validation and test PR-AUC per class beside a TF-IDF + logistic-regression
 baseline trained on the same split, text-only and image-only heads where both modalities occur, slices by
 source, PR-curve pictures) and MODEL_CARD.md. It can be re-run on any run that has predictions.npz
@@ -18,6 +19,7 @@ report under the working directory (never inside the installed package).
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +69,13 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     # Whole classes scored by prototypes are zero-shot. "sexual (images)" (the open_nsfw classifier on images,
     # its fused score validated like any other) is listed on the card but does not stop the class blocking.
     zero_shot = [c for c in meta.get("zero_shot", {}) if c in names]
-    thresholds = choose_thresholds(val.labels, val.label_mask, val.fused, names, config.thresholds.block_precision,
-                                   config.thresholds.review_recall, zero_shot=zero_shot)
+    # Thresholds hold off-domain only when chosen off-domain: with cross_source/ attached, on the predictions
+    # of fold models for sources they never trained on; otherwise on the run's validation split.
+    held_out, cross_summary = read_cross_source(run_dir, names)
+    chosen_on, source = (held_out, "cross_source") if held_out is not None else (val, "validation")
+    thresholds = choose_thresholds(chosen_on.labels, chosen_on.label_mask, chosen_on.fused, names,
+                                   config.thresholds.block_precision, config.thresholds.review_recall,
+                                   zero_shot=zero_shot, source=source)
     use_baseline = config.run.baseline if baseline is None else baseline
     baseline_scores = _baseline_scores(config, predictions.splits) if use_baseline else {}
     # Written only once everything is computed: a failed re-evaluation leaves the run as it was.
@@ -77,9 +84,43 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
                               {"model_version": version, "rows": meta.get("rows", {}),
                                "zero_shot": meta.get("zero_shot", {})})
-    write_model_card(run_dir, config, meta, report, thresholds)
+    write_model_card(run_dir, config, meta, report, thresholds, cross_summary)
     log.info("evaluated %s: thresholds, report and model card written", run_dir)
     return {"thresholds": thresholds, **report}
+
+
+def read_cross_source(run_dir: Path, names: list[str]) -> tuple[SplitPredictions | None, dict | None]:
+    """The held-out predictions and summary attached by `attach_cross_source`, or (None, None)."""
+    folder = Path(run_dir) / runfiles.CROSS_SOURCE
+    if not folder.is_dir():
+        return None, None
+    predictions = runfiles.read_predictions(folder)
+    if predictions.categories != names:
+        raise ValueError(f"{folder}: categories {predictions.categories} differ from the run's {names}")
+    return predictions.splits["test"], runfiles.read_json(folder / runfiles.CROSS_SOURCE_SUMMARY)
+
+
+def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bool = True) -> dict:
+    """Choose `run_dir`'s thresholds on the held-out predictions of `moderation bench cross-source` (the
+    folder `<out>/<label>` it wrote for the same recipe), copy them into the run and re-evaluate it.
+
+    Refused when the benchmark's recipe is not the run's (`Config.recipe`): thresholds chosen for another
+    model's scores would not mean what they say."""
+    run_dir, cross_dir = Path(run_dir), Path(cross_dir)
+    summary_path = cross_dir / runfiles.CROSS_SOURCE_SUMMARY
+    if not summary_path.is_file() or not (cross_dir / runfiles.PREDICTIONS).is_file():
+        raise FileNotFoundError(f"{cross_dir}: no {runfiles.CROSS_SOURCE_SUMMARY} and {runfiles.PREDICTIONS} "
+                                "(write them with `moderation bench cross-source`)")
+    theirs, ours = runfiles.read_json(summary_path).get("recipe"), runfiles.read_config(run_dir).recipe()
+    if theirs != ours:
+        differ = sorted(k for k in set(ours) | set(theirs or {}) if (theirs or {}).get(k) != ours.get(k))
+        raise ValueError(f"{cross_dir} was measured for another recipe than {run_dir} (config sections that differ: "
+                         f"{', '.join(differ)}); rerun `moderation bench cross-source` with the run's config")
+    target = run_dir / runfiles.CROSS_SOURCE
+    target.mkdir(exist_ok=True)
+    for name in (runfiles.PREDICTIONS, runfiles.CROSS_SOURCE_SUMMARY):
+        shutil.copyfile(cross_dir / name, target / name)
+    return evaluate_run(run_dir, progress=progress)
 
 
 def write_predictions(run_dir: str | Path, progress: bool = True, batch_size: int = 64) -> Path:

@@ -24,9 +24,11 @@ def _licence(loader: str) -> str:
     return LICENSES.get(loader, "see its SOURCE.md") if loader not in ("jsonl", "hub") else "your own data"
 
 
-def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds) -> Path:
+def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds,
+                     cross_source: Mapping | None = None) -> Path:
     """`meta` is the run's model.json (version, zero_shot, train_positives, rows, train_seconds); `report` holds
-    {"splits": {split: {model name: per_class_metrics}}}."""
+    {"splits": {split: {model name: per_class_metrics}}}; `cross_source` is the summary of `moderation bench
+    cross-source` for this recipe when the thresholds were chosen on it."""
     version, rows, seconds = meta.get("version", Path(run_dir).name), meta.get("rows", {}), meta.get("train_seconds")
     zero_shot, train_positives = meta.get("zero_shot", {}), meta.get("train_positives", {})
     lines = [
@@ -47,7 +49,8 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "|---|---|---|---|",
         *[f"| {name} | {ds.loader} | {_licence(ds.loader)} | {ds.use} |" for name, ds in config.datasets.items()],
         "",
-        "## Per-class quality (test split; thresholds chosen on validation)",
+        "## Per-class quality (test split; thresholds chosen on "
+        + ("held-out sources, see below)" if cross_source else "validation)"),
         "",
         "| category | scoring | blocks | train positives | test support (positives) | PR-AUC (average precision) | ROC-AUC | precision @ block | recall @ review |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -78,6 +81,7 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         *([f"- {name}: {method}" for name, method in zero_shot.items()] or ["None in this run."]),
         "",
         *_never_block(thresholds),
+        *_cross_source(cross_source, config.category_names),
         *_pictures(config),
         "## Limits",
         "",
@@ -121,9 +125,63 @@ def _never_block(thresholds: Thresholds) -> list[str]:
         "## Classes that never block",
         "",
         "A class blocks only when it is trained (not zero-shot) and its block threshold reached the block "
-        f"precision target ({_fmt(thresholds.targets.get('block_precision'))}) on validation data. Any other "
+        f"precision target ({_fmt(thresholds.targets.get('block_precision'))}) on the data its thresholds were "
+        "chosen on. Any other "
         "class sends a post to human review at most, whatever its score.",
         "",
         *([f"- {name}: {why}" for name, why in never.items()] or ["None: every class may block."]),
         "",
     ]
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:
+    """Quality and decisions on sources the recipe never trained on (leave-one-source-out)."""
+    if not summary:
+        return []
+    sources = summary["sources"]
+    lines = [
+        "## On sources it never trained on (cross-source)",
+        "",
+        f"`moderation bench cross-source` ({summary.get('label', '?')}): each training source in turn was held out "
+        "entirely, the same recipe trained on the others, and the held-out source was scored. This model's "
+        "thresholds were chosen on all those held-out predictions together. The decision rates below are honest "
+        "estimates: for each source they use thresholds chosen on the other sources' held-out predictions only. "
+        "Benign = known labels, none positive; harmful = a known positive label.",
+        "",
+        "| held-out source | rows | mean PR-AUC | any-harm PR-AUC | benign flagged (review or block) | "
+        "benign blocked | harmful caught |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for src, r in sources.items():
+        rates = r.get("cross_source_thresholds", {})
+        lines.append(f"| {src} | {r['rows']} | {_fmt(r['mean_average_precision'])} | "
+                     f"{_fmt(r['any_harm_average_precision'])} | {_pct(rates.get('benign_flagged'))} | "
+                     f"{_pct(rates.get('benign_blocked'))} | {_pct(rates.get('harmful_caught'))} |")
+    s = summary["summary"]
+    rates = s.get("cross_source_thresholds", {})
+
+    def mean(entry):
+        return None if not entry else entry.get("mean")
+
+    lines += [f"| **mean over sources** | | {_fmt(mean(s['mean_average_precision']))} | "
+              f"{_fmt(mean(s['any_harm_average_precision']))} | {_pct(mean(rates.get('benign_flagged')))} | "
+              f"{_pct(mean(rates.get('benign_blocked')))} | {_pct(mean(rates.get('harmful_caught')))} |", ""]
+    lines += ["Per class PR-AUC on each held-out source (support, positives):", "",
+              "| held-out source | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for src, r in sources.items():
+        cells = []
+        for c in names:
+            m = r["per_class"].get(c, {})
+            cells.append("–" if m.get("average_precision") is None else
+                         f"{m['average_precision']:.3f} ({m['support']}, {m['positives']})")
+        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+    probe = mean(s.get("probe_flagged"))
+    if probe is not None:
+        lines += ["", f"Harmless probe (benign texts that use harm words, generated by "
+                      f"`moderation.data.hard_negatives`, split `probe`): {_pct(probe)} flagged on average by the "
+                      "fold models at their own thresholds."]
+    return [*lines, ""]

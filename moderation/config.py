@@ -236,6 +236,15 @@ class Config(Strict):
     def output_dir(self) -> Path:
         return Path(self.run.output_dir.format(name=self.run.name))
 
+    def recipe(self) -> dict:
+        """What decides the model this config trains: everything but where the run goes (`run`), the threshold
+        targets (applied after training), the device and where the datasets lie on disk. Two configs with
+        the same recipe train the same model from the same data, on any machine."""
+        tree = self.model_dump(mode="json", exclude={"run": True, "thresholds": True, "train": {"device"}})
+        for ds in tree["datasets"].values():
+            ds.pop("path")
+        return tree
+
 
 def apply_override(tree: dict, override: str) -> None:
     """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (so `3`, `true`, `[a, b]` work)."""

@@ -13,6 +13,8 @@ Writer and readers share this one module, so a file's name and shape are defined
     train_log.jsonl      one line per epoch
     report/              report.md, report.json, PR-curve pictures
     MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, classes that never block, limits
+    cross_source/        only when thresholds were chosen on sources the model never trained on: the held-out
+                         predictions.npz and summary.json of `moderation bench cross-source` for this recipe
 
 Training (`moderation.training`) writes everything up to predictions.npz; evaluation (`eval.evaluate`)
 reads those and writes thresholds.json, report/ and MODEL_CARD.md. `RUN_OUTPUTS` lists every name a run
@@ -46,9 +48,13 @@ TRAIN_LOG = "train_log.jsonl"
 REPORT = "report"
 MODEL_CARD = "MODEL_CARD.md"
 PREDICTIONS = "predictions.npz"
+CROSS_SOURCE = "cross_source"
+CROSS_SOURCE_SUMMARY = "summary.json"
 
+# A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split
+# until the cross-source predictions are attached again).
 RUN_OUTPUTS = (CONFIG, MODEL, HEAD, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
-               MODEL_CARD)
+               MODEL_CARD, CROSS_SOURCE)
 PREDICTION_SPLITS = ("validation", "test")
 
 log = logging.getLogger(__name__)

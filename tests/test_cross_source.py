@@ -66,6 +66,42 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
     assert "| tiny |" in body and "### tiny: per held-out source" in body
 
 
+def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources(two_source_config, tmp_path):
+    from eval.evaluate import attach_cross_source, train_and_evaluate
+    from moderation import runfiles
+    from moderation.config import load_config
+
+    args = cross_source.build_parser().parse_args(
+        ["--config", str(two_source_config), "--out", str(tmp_path / "cross"), "--label", "tiny", "--probe-rows", "40",
+         "--no-write"])
+    cross_source.run(args)
+    held_out = runfiles.read_predictions(tmp_path / "cross" / "tiny").splits["test"]
+    assert sorted(set(held_out.source.tolist())) == ["other", "synthetic"] and len(held_out) == 600
+
+    config = load_config(two_source_config, [f"run.output_dir={tmp_path / 'run'}"])
+    run = train_and_evaluate(config, progress=False)
+    assert {t.source for t in runfiles.read_thresholds(run).categories.values()} <= {"validation", "default"}
+    attach_cross_source(run, tmp_path / "cross" / "tiny", progress=False)
+    thresholds = runfiles.read_thresholds(run)
+    trained = [c for c, t in thresholds.categories.items() if t.source != "default"]
+    assert trained and all(thresholds[c].source == "cross_source" for c in trained)
+    assert thresholds["toxicity"].measured["support"] == int(held_out.label_mask[:, 0].sum())  # chosen on all 600
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
+    assert "thresholds chosen on held-out sources" in card
+
+    # Retraining the run replaces its cross-source thresholds: they were measured for the old model.
+    run = train_and_evaluate(config, progress=False, overwrite=True)
+    assert not (run / runfiles.CROSS_SOURCE).exists()
+    assert all(t.source != "cross_source" for t in runfiles.read_thresholds(run).categories.values())
+
+    # Another recipe (here: a different head) is refused, naming what differs.
+    other = train_and_evaluate(load_config(two_source_config, [f"run.output_dir={tmp_path / 'other'}",
+                                                                "head.hidden_dim=8"]), progress=False)
+    with pytest.raises(ValueError, match="config sections that differ: head"):
+        attach_cross_source(other, tmp_path / "cross" / "tiny", progress=False)
+
+
 def test_unknown_sources_are_refused(two_source_config, tmp_path):
     args = cross_source.build_parser().parse_args(
         ["--config", str(two_source_config), "--out", str(tmp_path), "--sources", "nope", "--no-write"])

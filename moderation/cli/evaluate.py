@@ -13,14 +13,19 @@ def add_parser(sub, parents, argv) -> None:
     p.add_argument("--data", help="generic JSONL: {id, text, image, labels}; without it the run directory "
                                   "itself is re-evaluated from its predictions")
     p.add_argument("--out", help="report folder with --data (default: ./eval-<data name>)")
+    p.add_argument("--thresholds-from", metavar="DIR",
+                   help="choose the run's thresholds on the held-out predictions `moderation bench cross-source` "
+                        "wrote in DIR (runs/cross_source/<label>) for the run's recipe, not on its validation split")
     add_quiet(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     quiet_libraries()
-    from eval.evaluate import evaluate_file, evaluate_run
+    from eval.evaluate import attach_cross_source, evaluate_file, evaluate_run
 
+    if args.data and args.thresholds_from:
+        raise ValueError("--thresholds-from re-evaluates a run directory (--run); it does not go with --data")
     if args.data:
         out = evaluate_file(args.run, args.data, args.out, progress=not args.quiet)
         print(f"report: {out / 'report.md'}")
@@ -29,6 +34,11 @@ def run(args) -> int:
         raise ValueError("give --run DIR to re-evaluate a run directory, or --data FILE to evaluate on a file")
     if args.out:
         raise ValueError(f"--out {args.out}: re-evaluating writes into the run directory; --out goes with --data")
+    if args.thresholds_from:
+        attach_cross_source(args.run, args.thresholds_from, progress=not args.quiet)
+        print(f"thresholds chosen on the held-out predictions in {args.thresholds_from}; report and model card "
+              f"rewritten in {args.run}")
+        return 0
     evaluate_run(args.run, progress=not args.quiet)
     print(f"thresholds, report and model card rewritten in {args.run}")
     return 0
