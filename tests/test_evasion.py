@@ -128,3 +128,23 @@ def test_benchmark_shows_the_drop_and_normalising_removes_it():
     assert set(raw) == set(KINDS)
     assert all(raw[kind]["hate"]["drop"] > 0.05 for kind in KINDS)
     assert all(normalised[kind]["hate"]["drop"] == 0.0 for kind in KINDS)
+
+
+def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert, tmp_path):
+    """`moderation bench evasion` on a tiny run: both encoder settings, every kind, the per-class table."""
+    from eval.benchmarks import evasion as bench
+    from eval.evaluate import train_and_evaluate
+    from moderation.config import config_from_dict
+    from tests.synthetic import tiny_config, write_dataset
+
+    data = write_dataset(tmp_path / "posts.jsonl", n=200, seed=4)
+    run = train_and_evaluate(config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", train={"epochs": 5},
+                                                          run={"baseline": False})), progress=False)
+    args = bench.build_parser().parse_args(["--run", str(run), "--max-rows", "30", "--no-write"])
+    m = bench.measure(args)
+    assert list(m["settings"]) == ["as trained (no normaliser)", "normaliser at inference"] and m["rows"] == 30
+    for tables in m["settings"].values():
+        assert set(tables) == set(KINDS)
+        assert tables["mixed"]["mean"]["average_precision_clean"] is not None
+    body = bench.report(m, args)
+    assert "| normaliser at inference |" in body and "drop: spaced" in body

@@ -11,6 +11,7 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "serving": ("serving", "Ray Serve under load vs in-process batched and unbatched calls"),
     "variants": ("inference_variants", "cheaper text-encoder inference: speed and PR-AUC change"),
     "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
+    "evasion": ("evasion", "PR-AUC lost to leet, look-alike, zero-width and spaced rewrites; with the normaliser"),
     "cross-source": ("cross_source", "leave one source out: PR-AUC and benign review/block rates on unseen sources"),
     "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
     "production": ("production", "shipped model at production settings: image-post latency, 300-client overload"),

@@ -1,0 +1,104 @@
+"""Evasion: how much PR-AUC a run loses when words are rewritten the way evaders write them.
+
+The run's own test split (rebuilt from its config; text posts, at most `--max-rows`, seeded sample) is scored
+through `Moderator.score_arrays` (the serving path) as written, and again after each perturbation kind of
+`moderation.encoders.perturb` (leet, homoglyph, zero_width, spaced, mixed; every row rewritten, half its
+words). `eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at
+most 0.01 per class). Two encoder settings side by side:
+
+- *as trained*: the run's `text_encoder.normalize` (the shipped model: off);
+- *normaliser at inference*: `moderation.encoders.normalize.normalize_text` before tokenising, on the same
+  head. The normaliser leaves ordinary text unchanged, so the clean column moves only where the test texts
+  themselves hold look-alikes or leetspeak; a run trained with `text_encoder.normalize=true` is measured
+  as trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+from eval.benchmarks import common
+
+log = logging.getLogger(__name__)
+
+
+def test_texts(run_dir, max_rows: int | None, seed: int) -> dict:
+    """Columns (text, labels, label_mask) of the run's test split, text posts only, a seeded sample."""
+    import datasets
+
+    from moderation import runfiles
+    from moderation.data.build import build_splits
+
+    config = runfiles.read_config(run_dir)
+    datasets.disable_progress_bars()
+    test = build_splits(config, only_eval=True)["test"].filter(lambda r: bool(r["text"]))
+    return common.sample_split(test, max_rows, seed)
+
+
+def measure(args) -> dict:
+    from eval.evasion import KINDS, evasion_benchmark
+    from moderation.moderator import Moderator
+
+    moderator = Moderator(args.run)
+    if moderator.text_encoder is None:
+        raise SystemExit(f"{moderator.run_dir}: the model reads no text, so evasion of text does not apply")
+    cols = test_texts(moderator.run_dir, args.max_rows, args.seed)
+    labels = np.asarray(cols["labels"], np.float32)
+    mask = np.asarray(cols["label_mask"], bool)
+    as_trained = bool(moderator.text_encoder.cfg.normalize)
+    settings = {"as trained" + (" (normaliser on)" if as_trained else " (no normaliser)"): as_trained}
+    if not as_trained:
+        settings["normaliser at inference"] = True
+    out = {}
+    for name, normalize in settings.items():
+        moderator.text_encoder.cfg = moderator.text_encoder.cfg.model_copy(update={"normalize": normalize})
+        started = time.perf_counter()
+
+        def score(texts):
+            return moderator.score_arrays(texts, batch_size=64).fused
+
+        out[name] = evasion_benchmark(score, cols["text"], labels, mask, moderator.categories, seed=args.seed,
+                                      kinds=KINDS)
+        log.info("%s: %d texts x %d kinds scored in %.0f s", name, len(cols["text"]), len(KINDS) + 1,
+                 time.perf_counter() - started)
+    return {"version": moderator.version, "rows": len(cols["text"]), "categories": moderator.categories,
+            "settings": out}
+
+
+def report(m: dict, args) -> str:
+    from eval.evasion import format_evasion_table
+
+    kinds = list(next(iter(m["settings"].values())))
+    header = ["encoder setting", "mean PR-AUC clean", *[f"drop: {k}" for k in kinds], "worst class drop (mixed)"]
+    rows = []
+    for name, tables in m["settings"].items():
+        mixed = {c: r["drop"] for c, r in tables["mixed"].items() if c != "mean" and r["drop"] is not None}
+        worst = max(mixed, key=mixed.get) if mixed else None
+        rows.append([name, common.fmt(tables["mixed"]["mean"]["average_precision_clean"]),
+                     *[common.fmt(tables[k]["mean"]["drop"]) for k in kinds],
+                     f"{worst} {mixed[worst]:.3f}" if worst else None])
+    met = all(r["drop"] is None or r["drop"] <= 0.01
+              for tables in list(m["settings"].values())[-1:] for r in tables["mixed"].values())
+    lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
+             "(half its words) by each kind. Drop = PR-AUC clean minus perturbed, mean over classes with labels; "
+             "target at most 0.01 per class.", "", common.md_table(header, rows), "",
+             f"Per class, mixed rewrites, {list(m['settings'])[-1]}: target {common.verdict(met)}.", "",
+             format_evasion_table(list(m["settings"].values())[-1]["mixed"]), ""]
+    return "\n".join(lines)
+
+
+def run(args) -> str:
+    m = measure(args)
+    return common.publish("evasion", "Evasion: PR-AUC lost to rewritten words", report(m, args), args)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", help="run directory (default: the shipped model)")
+    parser.add_argument("--max-rows", type=int, default=2000, help="test posts scored (seeded sample)")
+    common.add_common_options(parser)
+    return parser
