@@ -137,3 +137,15 @@ def test_identity_swaps_with_one_list_and_bad_groups():
         identity_swaps(ROWS, ["women"])
     with pytest.raises(ValueError, match="at least one"):
         identity_swaps(ROWS, [])
+
+
+def test_the_committed_training_file_is_exactly_what_the_generator_writes(tmp_path):
+    """moderation/data/hard_negatives.jsonl (used by configs/default.yaml) is generated, never hand-edited:
+    `python -m moderation.data.hard_negatives moderation/data/hard_negatives.jsonl --n 3000 --seed 0`."""
+    from pathlib import Path
+
+    import moderation.data
+
+    committed = Path(moderation.data.__file__).parent / "hard_negatives.jsonl"
+    fresh = write_hard_negatives(tmp_path / "hard_negatives.jsonl", n=3000, seed=0)
+    assert committed.read_bytes() == fresh.read_bytes()
