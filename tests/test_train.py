@@ -47,9 +47,35 @@ def test_cache_makes_second_featurisation_identical(trained, tmp_path):
     config, result = trained
     texts = ["hello cats", "dogs park"]
     first = cached_text_windows(result.text_encoder, texts, tmp_path, progress=False)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
     second = cached_text_windows(result.text_encoder, texts, tmp_path, progress=False)
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_the_cache_embeds_only_texts_it_has_not_seen_in_any_grouping(trained, tmp_path):
+    """A cross-source fold or a retrain regroups the same texts: only new ones reach the encoder, and the
+    windows come back exactly as encoding the list directly gives them (duplicates and empty text included)."""
+    from moderation.encoders.cache import cached_text_windows
+
+    _, result = trained
+    encoder, seen = result.text_encoder, []
+    real_encode = encoder.encode
+
+    def counting_encode(texts, **kw):
+        seen.append(list(texts))
+        return real_encode(texts, **kw)
+
+    encoder.encode = counting_encode
+    try:
+        cached_text_windows(encoder, ["cats park", "dogs " * 30, ""], tmp_path, progress=False)
+        texts = ["weather", "dogs " * 30, "weather", "cats park", "", "music"]
+        windows, owner = cached_text_windows(encoder, texts, tmp_path, progress=False)
+    finally:
+        encoder.encode = real_encode
+    assert seen[1] == ["weather", "music"]  # the rest came from the first call's shard
+    direct_windows, direct_owner = encoder.encode(texts)
+    assert np.array_equal(owner, direct_owner) and np.allclose(windows, direct_windows, atol=1e-6)
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 2
 
 
 @pytest.mark.parametrize("overrides", [

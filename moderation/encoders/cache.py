@@ -1,15 +1,20 @@
-"""Embedding cache for frozen encoders, keyed by the encoder's identity and the exact inputs.
+"""Embedding cache for frozen encoders, keyed by the encoder's identity and the inputs.
 
 Training a head on frozen embeddings takes seconds; embedding 100k texts on 2 cores takes minutes. So a
-frozen encoder's outputs are stored as safetensors files named by a hash of (encoder identity, inputs), and
-a second run with the same encoder and data reads them back. Any change to the texts, image files (size and
-modification time) or encoder settings changes the key.
+frozen encoder's outputs are stored as safetensors files and a later run with the same encoder reads them
+back. Any change to the encoder settings changes the identity, so nothing stale is ever read.
+
+Texts are cached one by one (`TextWindowStore`: one folder per encoder identity, shards of windows keyed by
+each text's hash), so a run whose splits hold the same texts in other groupings (a cross-source fold, a
+retrain with reviewed posts added, another split seed) embeds only the texts never seen before. Images and
+the text read from them are cached per list (keyed by the files' size and modification time).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -47,16 +52,74 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def cached_text_windows(encoder, texts: list[str], cache_dir: str | Path | None, progress: bool = True,
                         device: str = "cpu"):
-    """(window embeddings (W, H), owner (W,)) for texts, from the cache when present."""
-    path = Path(cache_dir) / f"{_key(encoder.identity, texts)}.safetensors" if cache_dir else None
-    hit = _load(path) if path else None
-    if hit is not None:
-        log.info("text embeddings for %d texts read from cache %s", len(texts), path.name)
-        return hit["embeddings"], hit["owner"]
-    embeddings, owner = encoder.encode(texts, device=device, progress=progress)
-    if path:
-        _save(path, {"embeddings": embeddings, "owner": owner})
-    return embeddings, owner
+    """(window embeddings (W, H), owner (W,)) for texts; only texts the store has not seen are embedded."""
+    if not cache_dir:
+        return encoder.encode(texts, device=device, progress=progress)
+    store = TextWindowStore(Path(cache_dir) / f"text-{_key(encoder.identity, [])}")
+    return store.windows(texts, lambda missing: encoder.encode(missing, device=device, progress=progress))
+
+
+class TextWindowStore:
+    """Window embeddings of single texts for one encoder identity, in append-only safetensors shards.
+
+    A shard holds `keys` (K, 16) uint8 (the texts' hashes), `counts` (K,) windows per text and `embeddings`
+    (sum of counts, H), the windows of its texts in order. Each call that meets new texts writes one new shard
+    (atomically, under a unique name), so concurrent writers never clobber each other; a text present in two
+    shards is read from either (both hold the same encoder's output).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def text_key(text: str) -> bytes:
+        return hashlib.sha256((text or "").encode("utf-8", "surrogatepass")).digest()[:16]
+
+    def _shards(self) -> list[dict[str, np.ndarray]]:
+        shards = []
+        for path in sorted(self.folder.glob("*.safetensors")):
+            shard = _load(path)
+            if shard is not None and {"keys", "counts", "embeddings"} <= set(shard):
+                shards.append(shard)
+        return shards
+
+    def windows(self, texts: list[str], encode) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings (W, H), owner (W,)) for `texts` in order; `encode(missing texts)` embeds the rest."""
+        keys = [self.text_key(t) for t in texts]
+        shards = self._shards()
+        index: dict[bytes, tuple[int, int, int]] = {}  # key -> (shard, first window, windows)
+        for s, shard in enumerate(shards):
+            starts = np.concatenate([[0], np.cumsum(shard["counts"])[:-1]]).astype(np.int64)
+            for key, start, count in zip(shard["keys"], starts, shard["counts"]):
+                index[key.tobytes()] = (s, int(start), int(count))
+        missing = list(dict.fromkeys(k for k in keys if k not in index))
+        if missing:
+            first_text = {}
+            for k, t in zip(keys, texts):
+                first_text.setdefault(k, t)
+            embeddings, owner = encode([first_text[k] for k in missing])
+            counts = np.bincount(owner, minlength=len(missing)).astype(np.int64)
+            shard = {"keys": np.frombuffer(b"".join(missing), np.uint8).reshape(-1, 16),
+                     "counts": counts, "embeddings": np.ascontiguousarray(embeddings)}
+            order = np.argsort(owner, kind="stable")  # windows grouped by text, in text order
+            shard["embeddings"] = np.ascontiguousarray(embeddings[order])
+            _save(self.folder / f"{uuid.uuid4().hex}.safetensors", shard)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            shards.append(shard)
+            for key, start, count in zip(missing, starts, counts):
+                index[key] = (len(shards) - 1, int(start), int(count))
+            log.info("embedded %d new texts; %d read from the store %s", len(missing), len(set(keys)) - len(missing),
+                     self.folder.name)
+        else:
+            log.info("text embeddings for %d texts read from the store %s", len(texts), self.folder.name)
+        parts, owner = [], []
+        for i, key in enumerate(keys):
+            s, start, count = index[key]
+            parts.append(shards[s]["embeddings"][start:start + count])
+            owner.append(np.full(count, i, dtype=np.int64))
+        dim = shards[0]["embeddings"].shape[1] if shards else 0
+        embeddings = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        return embeddings, (np.concatenate(owner) if owner else np.zeros(0, np.int64))
 
 
 def _image_stamp(image) -> str:
