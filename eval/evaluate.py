@@ -1,9 +1,9 @@
 """Evaluation of a run directory, and of a run on a labelled file.
 
 `evaluate_run(run_dir)` reads what training wrote (config.yaml, model.json, predictions.npz) and writes
-what evaluation owns: thresholds.json (chosen on the validation scores, or on predictions for sources the
-model never trained on once `attach_cross_source` put them in the run; zero-shot classes marked so that
-they never block), report/ (validation and test PR-AUC per class beside a TF-IDF + logistic-regression
+what evaluation owns: thresholds.json (chosen on the validation scores; once `attach_cross_source` put
+predictions for sources the model never trained on in the run, the block thresholds come from those;
+zero-shot classes marked so that they never block), report/ (validation and test PR-AUC per class beside a TF-IDF + logistic-regression
 baseline trained on the same split, text-only and image-only heads where both modalities occur, slices by
 source, PR-curve pictures) and MODEL_CARD.md. It can be re-run on any run that has predictions.npz
 (`moderation evaluate --run DIR`). `train_and_evaluate` is `moderation train`: the library's
@@ -29,7 +29,7 @@ from eval.metrics import mean_average_precision, per_class_metrics
 from eval.model_card import write_model_card
 from eval.plots import plot_pr_curves, plot_threshold_tradeoff
 from eval.report import write_report
-from eval.thresholds import choose_thresholds
+from eval.thresholds import block_off_domain, choose_thresholds
 from moderation import runfiles
 from moderation.config import Config
 from moderation.runfiles import Predictions, SplitPredictions
@@ -69,13 +69,15 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     # Whole classes scored by prototypes are zero-shot. "sexual (images)" (the open_nsfw classifier on images,
     # its fused score validated like any other) is listed on the card but does not stop the class blocking.
     zero_shot = [c for c in meta.get("zero_shot", {}) if c in names]
-    # Thresholds hold off-domain only when chosen off-domain: with cross_source/ attached, on the predictions
-    # of fold models for sources they never trained on; otherwise on the run's validation split.
+    # Blocking holds off-domain only when chosen off-domain: with cross_source/ attached, the block thresholds
+    # come from fold models' predictions for sources they never trained on (eval.thresholds.block_off_domain).
     held_out, cross_summary = read_cross_source(run_dir, names)
-    chosen_on, source = (held_out, "cross_source") if held_out is not None else (val, "validation")
-    thresholds = choose_thresholds(chosen_on.labels, chosen_on.label_mask, chosen_on.fused, names,
-                                   config.thresholds.block_precision, config.thresholds.review_recall,
-                                   zero_shot=zero_shot, source=source)
+    targets = (config.thresholds.block_precision, config.thresholds.review_recall)
+    thresholds = choose_thresholds(val.labels, val.label_mask, val.fused, names, *targets, zero_shot=zero_shot)
+    if held_out is not None:  # blocks must hold off-domain: block thresholds from the held-out sources
+        thresholds = block_off_domain(choose_thresholds(held_out.labels, held_out.label_mask, held_out.fused, names,
+                                                        *targets, zero_shot=zero_shot, source="cross_source"),
+                                      thresholds)
     use_baseline = config.run.baseline if baseline is None else baseline
     baseline_scores = _baseline_scores(config, predictions.splits) if use_baseline else {}
     # Written only once everything is computed: a failed re-evaluation leaves the run as it was.
@@ -101,8 +103,9 @@ def read_cross_source(run_dir: Path, names: list[str]) -> tuple[SplitPredictions
 
 
 def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bool = True) -> dict:
-    """Choose `run_dir`'s thresholds on the held-out predictions of `moderation bench cross-source` (the
-    folder `<out>/<label>` it wrote for the same recipe), copy them into the run and re-evaluate it.
+    """Choose `run_dir`'s block thresholds on the held-out predictions of `moderation bench cross-source` (the
+    folder `<out>/<label>` it wrote for the same recipe; review thresholds stay on validation, see
+    `eval.thresholds.block_off_domain`), copy them into the run and re-evaluate it.
 
     Refused when the benchmark's recipe is not the run's (`Config.recipe`): thresholds chosen for another
     model's scores would not mean what they say."""

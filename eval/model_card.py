@@ -49,8 +49,9 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "|---|---|---|---|",
         *[f"| {name} | {ds.loader} | {_licence(ds.loader)} | {ds.use} |" for name, ds in config.datasets.items()],
         "",
-        "## Per-class quality (test split; thresholds chosen on "
-        + ("held-out sources, see below)" if cross_source else "validation)"),
+        "## Per-class quality (test split; "
+        + ("block thresholds chosen on held-out sources, see below; review on validation)" if cross_source
+           else "thresholds chosen on validation)"),
         "",
         "| category | scoring | blocks | train positives | test support (positives) | PR-AUC (average precision) | ROC-AUC | precision @ block | recall @ review |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -148,8 +149,9 @@ def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:
         "",
         f"`moderation bench cross-source` ({summary.get('label', '?')}): each training source in turn was held out "
         "entirely, the same recipe trained on the others, and the held-out source was scored. This model's "
-        "thresholds were chosen on all those held-out predictions together. The decision rates below are honest "
-        "estimates: for each source they use thresholds chosen on the other sources' held-out predictions only. "
+        "block thresholds were chosen on all those held-out predictions together (review thresholds on "
+        "validation). The decision rates below are honest estimates: for each source they use block thresholds "
+        "chosen on the other sources' held-out predictions only. "
         "Benign = known labels, none positive; harmful = a known positive label.",
         "",
         "| held-out source | rows | mean PR-AUC | any-harm PR-AUC | benign flagged (review or block) | "

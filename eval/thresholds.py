@@ -18,6 +18,13 @@ The rule, per class, on the known labels of that class only:
   at `block` is then already above the review target, so nothing is lost.
 - A class with no known positive cannot be tuned and gets `DEFAULT_BLOCK` / `DEFAULT_REVIEW` with
   `"source": "default"`.
+
+`block_off_domain(cross_source, validation)` combines two such choices the way a run with cross-source
+predictions deploys them: the block threshold (and whether it may block at all) from predictions on sources
+the model never trained on, the review threshold from validation, clipped to the block threshold. Blocking
+acts without a human, so its precision has to hold on data unlike the training data; the review band is a
+workload choice, and a review threshold chosen off-domain to keep its recall target flags most benign posts
+(measured: 89% vs 58% on held-out sources, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -171,3 +178,27 @@ def _typed(entries: dict[str, dict], zero_shot: Sequence[str], source: str, targ
             source="default" if e["source"] == "default" else source,
             measured={k: v for k, v in e.items() if k not in (*kept, "source")})
         for cat, e in entries.items()})
+
+
+def block_off_domain(cross_source: Thresholds, validation: Thresholds) -> Thresholds:
+    """Per class: `block`, `block_target_met` and the block measurements from `cross_source`; `review` and its
+    measurements from `validation`, clipped to the block threshold (see the module docstring).
+
+    >>> ones = np.ones((4, 1), bool)
+    >>> off = choose_thresholds([[0], [1], [0], [1]], ones, [[0.7], [0.8], [0.2], [0.9]], ["hate"], 0.9, 0.5,
+    ...                         source="cross_source")
+    >>> val = choose_thresholds([[0], [0], [1], [1]], ones, [[0.1], [0.6], [0.4], [0.8]], ["hate"], 0.9, 1.0)
+    >>> t = block_off_domain(off, val)["hate"]
+    >>> t.block, t.review, t.source, t.measured["review_chosen_on"]
+    (0.8, 0.4, 'cross_source', 'validation')
+    """
+    categories = {}
+    for cat, off in cross_source.categories.items():
+        val = validation[cat]
+        review = min(val.review, off.block)
+        measured = {**{k: v for k, v in off.measured.items() if not k.startswith("review")},
+                    **{k: v for k, v in val.measured.items() if k.startswith("review")},
+                    "review_clipped_to_block": review < val.review or bool(val.measured.get("review_clipped_to_block")),
+                    "review_chosen_on": val.source, "block_chosen_on": off.source}
+        categories[cat] = off.model_copy(update={"review": review, "measured": measured})
+    return Thresholds(targets={**validation.targets, **cross_source.targets}, categories=categories)

@@ -104,7 +104,8 @@ class ClassThresholds(BaseModel):
         if self.block_target_met is None:
             return "block precision could not be checked (no known positive): sends to review at most"
         if not self.block_target_met:
-            return "block threshold missed its precision target: sends to review at most"
+            where = " on sources the model never trained on" if self.source == "cross_source" else ""
+            return f"block threshold missed its precision target{where}: sends to review at most"
         return None
 
     def action(self, score: float) -> Action:

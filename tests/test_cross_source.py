@@ -85,10 +85,12 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
     thresholds = runfiles.read_thresholds(run)
     trained = [c for c, t in thresholds.categories.items() if t.source != "default"]
     assert trained and all(thresholds[c].source == "cross_source" for c in trained)
-    assert thresholds["toxicity"].measured["support"] == int(held_out.label_mask[:, 0].sum())  # chosen on all 600
+    tox = thresholds["toxicity"]
+    assert tox.measured["support"] == int(held_out.label_mask[:, 0].sum())  # block chosen on all 600 held-out rows
+    assert tox.measured["review_chosen_on"] == "validation" and tox.review <= tox.block
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
-    assert "thresholds chosen on held-out sources" in card
+    assert "block thresholds chosen on held-out sources" in card
 
     # Retraining the run replaces its cross-source thresholds: they were measured for the old model.
     run = train_and_evaluate(config, progress=False, overwrite=True)
