@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.benchmarks import common
+from moderation import runfiles
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def decision_rates(actions: np.ndarray, harmful: np.ndarray, benign: np.ndarray)
 
 def held_out_predictions(run_dir: Path, held_out: str):
     """The fold run's test predictions (`runfiles.SplitPredictions`) restricted to the held-out source's rows."""
-    from moderation import runfiles
-
     test = runfiles.read_predictions(run_dir).splits["test"]
     keep = test.source == held_out
     return runfiles.SplitPredictions(**{k: getattr(test, k)[keep] for k in runfiles.SplitPredictions.FIELDS})
@@ -96,15 +95,12 @@ def held_out_predictions(run_dir: Path, held_out: str):
 
 def pooled(parts: list):
     """Several sources' held-out `SplitPredictions` as one."""
-    from moderation import runfiles
-
     return runfiles.SplitPredictions(**{k: np.concatenate([getattr(p, k) for p in parts])
                                         for k in runfiles.SplitPredictions.FIELDS})
 
 
 def probe_rates(run_dir: Path, probe_texts: list[str]) -> dict:
     """The share of the harmless probe the fold's model flags and blocks, scored by the serving path."""
-    from moderation import runfiles
     from moderation.moderator import Moderator
     from moderation.policy import threshold_actions
 
@@ -148,7 +144,6 @@ def cross_source_thresholds(folds: dict, held_out: str, names: list[str], config
 def measure(args) -> dict:
     from eval.evaluate import train_and_evaluate
     from eval.thresholds import block_off_domain
-    from moderation import runfiles
     from moderation.data.hard_negatives import generate
     from moderation.policy import threshold_actions
 
@@ -259,7 +254,9 @@ def report(summaries: list[dict], names: list[str]) -> str:
              "block thresholds chosen on the other folds' held-out predictions, review thresholds from validation (as "
              "`moderation evaluate --thresholds-from` deploys them). Benign = has known labels, none positive; a label a source does "
              "not annotate stays unknown, so e.g. toxigen's neutral statements count as benign. Harmless probe: "
-             f"generated benign texts that use harm words, scored through `Moderator`.", ""]
+             f"generated benign texts that use harm words, scored through `Moderator`. Overrides are relative to "
+             "the config as it was when the row was measured; each row's full recipe is in "
+             "`runs/cross_source/<label>/summary.json`.", ""]
     header = ["recipe (label)", "overrides", "mean PR-AUC", "any-harm PR-AUC", "benign flagged", "benign blocked",
               "harmful caught", "benign flagged (cross-source block thr.)", "benign blocked (cross-source block thr.)",
               "harmful caught (cross-source block thr.)", "harmless probe flagged"]
@@ -299,16 +296,16 @@ def report(summaries: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def stored_summaries(out: Path, first: dict) -> list[dict]:
-    """The summary just measured, then every other label's stored under `out` (rungs run one at a time)."""
-    others = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*/summary.json"))]
-    return [first, *[s for s in others if s["label"] != first["label"]]]
+def stored_summaries(out: Path) -> list[dict]:
+    """Every label's summary stored under `out` (rungs run one at a time), in the order they were measured."""
+    paths = sorted(Path(out).glob(f"*/{runfiles.CROSS_SOURCE_SUMMARY}"), key=lambda p: p.stat().st_mtime)
+    return [json.loads(p.read_text()) for p in paths]
 
 
 def run(args) -> str:
     summary = measure(args)
     names = list(next(iter(summary["sources"].values()))["per_class"])
-    body = report(stored_summaries(Path(args.out), summary), names)
+    body = report(stored_summaries(Path(args.out)), names)
     return common.publish("cross-source", "Cross-source quality (leave one source out)", body, args)
 
 
