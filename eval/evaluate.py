@@ -86,9 +86,21 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
                               {"model_version": version, "rows": meta.get("rows", {}),
                                "zero_shot": meta.get("zero_shot", {})})
-    write_model_card(run_dir, config, meta, report, thresholds, cross_summary)
+    write_model_card(run_dir, config, meta, report, thresholds, cross_summary, read_evasion(run_dir, version))
     log.info("evaluated %s: thresholds, report and model card written", run_dir)
     return {"thresholds": thresholds, **report}
+
+
+def read_evasion(run_dir: Path, version: str) -> dict | None:
+    """What `moderation bench evasion` kept in the run, when it measured this very model (same version)."""
+    path = Path(run_dir) / runfiles.EVASION
+    if not path.is_file():
+        return None
+    measured = runfiles.read_json(path)
+    if measured.get("version") != version:
+        log.warning("%s measured model %r, not %r: left out of the model card", path, measured.get("version"), version)
+        return None
+    return measured
 
 
 def read_cross_source(run_dir: Path, names: list[str]) -> tuple[SplitPredictions | None, dict | None]:

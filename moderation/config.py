@@ -105,7 +105,8 @@ class TextEncoderConfig(Strict):
     # class's PR-AUC within 0.002: BENCHMARKS.md, inference variants); fp32 elsewhere and on GPUs.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # Undo evasion rewrites before tokenising (moderation.encoders.normalize: NFKC, look-alikes, zero-width
-    # characters, leetspeak, spaced letters). Off by default: the shipped model was trained on raw text.
+    # characters, leetspeak, spaced letters). Off unless a config asks (configs/default.yaml does): a run
+    # trained on raw text must be served on raw text, and the embedding cache is keyed by this setting.
     normalize: bool = False
 
 

@@ -50,11 +50,13 @@ MODEL_CARD = "MODEL_CARD.md"
 PREDICTIONS = "predictions.npz"
 CROSS_SOURCE = "cross_source"
 CROSS_SOURCE_SUMMARY = "summary.json"
+EVASION = "evasion.json"
 
 # A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split
-# until the cross-source predictions are attached again).
+# until the cross-source predictions are attached again) and an old evasion.json (`moderation bench evasion`
+# measured another model).
 RUN_OUTPUTS = (CONFIG, MODEL, HEAD, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
-               MODEL_CARD, CROSS_SOURCE)
+               MODEL_CARD, CROSS_SOURCE, EVASION)
 PREDICTION_SPLITS = ("validation", "test")
 
 log = logging.getLogger(__name__)

@@ -146,5 +146,20 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     for tables in m["settings"].values():
         assert set(tables) == set(KINDS)
         assert tables["mixed"]["mean"]["average_precision_clean"] is not None
+    assert m["deployed"] == "as trained (no normaliser)"
     body = bench.report(m, args)
     assert "| normaliser at inference |" in body and "drop: spaced" in body
+    assert "as trained (no normaliser) (as the run deploys it)" in body
+
+    # Kept with the run, it reaches the model card on the next evaluation, for this model only.
+    from eval.evaluate import evaluate_run
+    from moderation import runfiles
+
+    bench.keep_in_run(m.pop("run_dir"), m)
+    evaluate_run(run, progress=False)
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "## Evasion (rewritten words)" in card and "| as trained (no normaliser) (deployed) |" in card
+    stale = {**m, "version": "some-older-model"}
+    runfiles.write_json(run / runfiles.EVASION, stale)
+    evaluate_run(run, progress=False)
+    assert "## Evasion" not in (run / runfiles.MODEL_CARD).read_text()

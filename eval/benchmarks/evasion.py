@@ -6,11 +6,15 @@ through `Moderator.score_arrays` (the serving path) as written, and again after 
 words). `eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at
 most 0.01 per class). Two encoder settings side by side:
 
-- *as trained*: the run's `text_encoder.normalize` (the shipped model: off);
-- *normaliser at inference*: `moderation.encoders.normalize.normalize_text` before tokenising, on the same
-  head. The normaliser leaves ordinary text unchanged, so the clean column moves only where the test texts
-  themselves hold look-alikes or leetspeak; a run trained with `text_encoder.normalize=true` is measured
-  as trained.
+- *as trained*: the run's `text_encoder.normalize`, i.e. what the run deploys (the per-class table and the
+  verdict are for this setting);
+- the other setting on the same head, for contrast: the normaliser (`moderation.encoders.normalize.
+  normalize_text` before tokenising) switched on for a run trained without it, or off for a run trained with
+  it (what the normaliser buys). The normaliser leaves ordinary text unchanged, so the clean column moves
+  only where the test texts themselves hold look-alikes or leetspeak.
+
+The measurement is also kept in the run directory (`evasion.json`, replaced when the run is retrained), so
+the next `moderation evaluate --run RUN` puts the evasion table into the model card.
 
 The rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop is expected by
 construction, and the table says so.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,9 +58,9 @@ def measure(args) -> dict:
     labels = np.asarray(cols["labels"], np.float32)
     mask = np.asarray(cols["label_mask"], bool)
     as_trained = bool(moderator.text_encoder.cfg.normalize)
-    settings = {"as trained" + (" (normaliser on)" if as_trained else " (no normaliser)"): as_trained}
-    if not as_trained:
-        settings["normaliser at inference"] = True
+    # The deployed setting first: the per-class table and the verdict are about it.
+    settings = {"as trained" + (" (normaliser on)" if as_trained else " (no normaliser)"): as_trained,
+                "normaliser off at inference" if as_trained else "normaliser at inference": not as_trained}
     out = {}
     for name, normalize in settings.items():
         moderator.text_encoder.cfg = moderator.text_encoder.cfg.model_copy(update={"normalize": normalize})
@@ -68,8 +73,8 @@ def measure(args) -> dict:
                                       kinds=KINDS)
         log.info("%s: %d texts x %d kinds scored in %.0f s", name, len(cols["text"]), len(KINDS) + 1,
                  time.perf_counter() - started)
-    return {"version": moderator.version, "rows": len(cols["text"]), "categories": moderator.categories,
-            "settings": out}
+    return {"run_dir": str(moderator.run_dir), "version": moderator.version, "rows": len(cols["text"]),
+            "categories": moderator.categories, "settings": out, "deployed": next(iter(out))}
 
 
 def report(m: dict, args) -> str:
@@ -84,8 +89,8 @@ def report(m: dict, args) -> str:
         rows.append([name, common.fmt(tables["mixed"]["mean"]["average_precision_clean"]),
                      *[common.fmt(tables[k]["mean"]["drop"]) for k in kinds],
                      f"{worst} {mixed[worst]:.3f}" if worst else None])
-    met = all(r["drop"] is None or r["drop"] <= 0.01
-              for tables in list(m["settings"].values())[-1:] for r in tables["mixed"].values())
+    deployed = m["settings"][m["deployed"]]["mixed"]
+    met = all(r["drop"] is None or r["drop"] <= 0.01 for r in deployed.values())
     lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
              "(half its words) by each kind. Drop = PR-AUC clean minus perturbed, mean over classes with labels; "
              "target at most 0.01 per class. Read the normaliser row for what it is: the rewrites are the ones "
@@ -93,13 +98,22 @@ def report(m: dict, args) -> str:
              "shows it undoes them exactly and (clean column) leaves ordinary text as it was, not robustness to "
              "rewrites outside that set (other scripts' look-alikes, misspellings, words split by punctuation).",
              "", common.md_table(header, rows), "",
-             f"Per class, mixed rewrites, {list(m['settings'])[-1]}: target {common.verdict(met)}.", "",
-             format_evasion_table(list(m["settings"].values())[-1]["mixed"]), ""]
+             f"Per class, mixed rewrites, {m['deployed']} (as the run deploys it): target {common.verdict(met)}.",
+             "", format_evasion_table(deployed), ""]
     return "\n".join(lines)
+
+
+def keep_in_run(run_dir, m: dict) -> None:
+    """Store the measurement with the run, for its model card (`moderation evaluate --run` renders it)."""
+    from moderation import runfiles
+
+    runfiles.write_json(Path(run_dir) / runfiles.EVASION, m)
+    log.info("kept in %s; `moderation evaluate --run %s` puts it into the model card", runfiles.EVASION, run_dir)
 
 
 def run(args) -> str:
     m = measure(args)
+    keep_in_run(m.pop("run_dir"), m)
     return common.publish("evasion", "Evasion: PR-AUC lost to rewritten words", report(m, args), args)
 
 
