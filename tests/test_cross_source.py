@@ -50,7 +50,7 @@ def two_source_config(tiny_bert, tmp_path_factory):
 def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_source_config, tmp_path):
     args = cross_source.build_parser().parse_args(
         ["--config", str(two_source_config), "--out", str(tmp_path), "--label", "tiny", "--probe-rows", "40",
-         "--no-write"])
+         "--speed-posts", "20", "--no-write"])
     body = cross_source.run(args)
     summary = json.loads((tmp_path / "tiny" / "summary.json").read_text())
     assert set(summary["sources"]) == {"synthetic", "other"}
@@ -64,6 +64,8 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
         assert 0 <= result["probe"]["flagged"] <= 1
     assert summary["summary"]["any_harm_average_precision"]["worst"]["source"] in {"synthetic", "other"}
     assert "| tiny |" in body and "### tiny: per held-out source" in body
+    assert summary["speed_posts"] == 20 and summary["posts_per_second"] > 0
+    assert "posts/s in-process" in body
 
 
 def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources(two_source_config, tmp_path):
@@ -73,7 +75,7 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
 
     args = cross_source.build_parser().parse_args(
         ["--config", str(two_source_config), "--out", str(tmp_path / "cross"), "--label", "tiny", "--probe-rows", "40",
-         "--no-write"])
+         "--speed-posts", "0", "--no-write"])
     cross_source.run(args)
     held_out = runfiles.read_predictions(tmp_path / "cross" / "tiny").splits["test"]
     assert sorted(set(held_out.source.tolist())) == ["other", "synthetic"] and len(held_out) == 600
@@ -109,3 +111,25 @@ def test_unknown_sources_are_refused(two_source_config, tmp_path):
         ["--config", str(two_source_config), "--out", str(tmp_path), "--sources", "nope", "--no-write"])
     with pytest.raises(SystemExit, match="nope"):
         cross_source.measure(args)
+
+
+def test_release_makes_a_run_the_way_the_shipped_model_is_made(two_source_config, tmp_path):
+    """`moderation release`: cross-source folds, the run, its evasion table, block thresholds from the held-out
+    sources and a card with both tables, in one call; an existing run is refused before any work."""
+    from eval.release import release
+    from moderation import runfiles
+
+    overrides = [f"run.output_dir={tmp_path / 'run'}"]
+    run = release(two_source_config, overrides, label="tiny", progress=False, write_benchmarks=False,
+                  cross_source_out=tmp_path / "cross", evasion_rows=40)
+    assert (tmp_path / "cross" / "tiny" / "summary.json").is_file()
+    thresholds = runfiles.read_thresholds(run)
+    assert any(t.source == "cross_source" for t in thresholds.categories.values())
+    evasion = runfiles.read_json(run / runfiles.EVASION)
+    assert evasion["rows"] == 40 and evasion["version"] == runfiles.read_json(run / runfiles.MODEL)["version"]
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "## On sources it never trained on (cross-source)" in card and "## Evasion (rewritten words)" in card
+    with pytest.raises(runfiles.RunExists):
+        release(two_source_config, overrides, label="again", progress=False, write_benchmarks=False,
+                cross_source_out=tmp_path / "cross")
+    assert not (tmp_path / "cross" / "again").exists()

@@ -112,6 +112,34 @@ def probe_rates(run_dir: Path, probe_texts: list[str]) -> dict:
     return {"flagged": rates["benign_flagged"], "blocked": rates["benign_blocked"]}
 
 
+def posts_per_second(run_dir: Path, texts: list[str], call_posts: int = 32, rounds: int = 3) -> float:
+    """In-process speed of a fold's model: `texts` through `Moderator.score_arrays` in calls of `call_posts`
+    (as the service calls it), fastest of `rounds` passes (the machine is shared; the fastest is the least
+    disturbed). The encoder sets it; the head is the same size in every rung."""
+    from moderation.moderator import Moderator
+
+    moderator = Moderator(run_dir)
+    moderator.score_arrays(texts[:call_posts], batch_size=64)  # warm-up: first-call allocations
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for i in range(0, len(texts), call_posts):
+            moderator.score_arrays(texts[i:i + call_posts], batch_size=64)
+        best = max(best, len(texts) / (time.perf_counter() - started))
+    return best
+
+
+def speed_texts(config, n: int, seed: int) -> list[str]:
+    """`n` validation text posts of the recipe's data (seeded sample), the posts the speed is measured on."""
+    import datasets
+
+    from moderation.data.build import build_splits
+
+    datasets.disable_progress_bars()
+    validation = build_splits(config, only_eval=True)["validation"].filter(lambda r: bool(r["text"]))
+    return common.sample_split(validation, n, seed)["text"]
+
+
 def fold_metrics(labels, mask, fused, names: list[str], thresholds) -> dict:
     """Per class PR-AUC with support, any-harm PR-AUC and decision rates at `thresholds` for one held-out source."""
     from sklearn.metrics import average_precision_score
@@ -190,10 +218,14 @@ def measure(args) -> dict:
             harmful, benign = any_harm(p.labels, p.label_mask)
             actions = threshold_actions(names, p.fused, t)
             results[held_out]["cross_source_thresholds"] = decision_rates(actions, harmful, benign)
+    speed = None
+    if args.speed_posts:
+        bar.write(f"speed: {args.speed_posts} validation posts through the first fold's model")
+        speed = posts_per_second(out / sources[0], speed_texts(base, args.speed_posts, args.seed))
     # The recipe is what `moderation evaluate --thresholds-from` checks a run against before using these.
     summary = {"label": args.label, "config": str(args.config), "overrides": list(args.set),
                "recipe": base.recipe(), "sources": results, "summary": summarise(results), "probe_rows": len(probe),
-               "machine": common_machine()}
+               "posts_per_second": speed, "speed_posts": args.speed_posts, "machine": common_machine()}
     out.mkdir(parents=True, exist_ok=True)
     runfiles.write_predictions(out, runfiles.Predictions(names, f"cross-source-{args.label}",
                                                          {"test": pooled(list(folds.values()))}))
@@ -254,12 +286,15 @@ def report(summaries: list[dict], names: list[str]) -> str:
              "block thresholds chosen on the other folds' held-out predictions, review thresholds from validation (as "
              "`moderation evaluate --thresholds-from` deploys them). Benign = has known labels, none positive; a label a source does "
              "not annotate stays unknown, so e.g. toxigen's neutral statements count as benign. Harmless probe: "
-             f"generated benign texts that use harm words, scored through `Moderator`. Overrides are relative to "
+             f"generated benign texts that use harm words, scored through `Moderator`. Posts/s: validation text posts "
+             "scored in-process through `Moderator` in calls of 32 (as the service calls it), fastest of 3 passes, "
+             "measured when the row was (the machine is shared; compare rows measured close together). "
+             "Overrides are relative to "
              "the config as it was when the row was measured; each row's full recipe is in "
              "`runs/cross_source/<label>/summary.json`.", ""]
     header = ["recipe (label)", "overrides", "mean PR-AUC", "any-harm PR-AUC", "benign flagged", "benign blocked",
               "harmful caught", "benign flagged (cross-source block thr.)", "benign blocked (cross-source block thr.)",
-              "harmful caught (cross-source block thr.)", "harmless probe flagged"]
+              "harmful caught (cross-source block thr.)", "harmless probe flagged", "posts/s in-process"]
     rows = []
     for s in summaries:
         m = s["summary"]
@@ -268,7 +303,8 @@ def report(summaries: list[dict], names: list[str]) -> str:
                      _mean_worst(m["mean_average_precision"]), _mean_worst(m["any_harm_average_precision"]),
                      *[_mean_worst(dep.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
                      *[_mean_worst(xs.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
-                     common.pct(m["probe_flagged"]["mean"])])
+                     common.pct(m["probe_flagged"]["mean"]),
+                     None if s.get("posts_per_second") is None else f"{s['posts_per_second']:.0f}"])
     lines += [common.md_table(header, rows), ""]
     for s in summaries:
         lines += [f"### {s['label']}: per held-out source", "",
@@ -319,6 +355,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="where fold runs and summaries go")
     parser.add_argument("--probe-rows", type=int, default=PROBE_ROWS, help="harmless probe texts per fold")
     parser.add_argument("--reuse", action="store_true", help="reuse fold runs already under --out (no retraining)")
+    parser.add_argument("--speed-posts", type=int, default=500,
+                        help="validation posts timed through the first fold's model (0: no speed measurement)")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
     common.add_common_options(parser)
     return parser

@@ -17,10 +17,10 @@ import sys
 
 # The subcommands in the order `--help` lists them: (name, module in this package).
 COMMANDS = (
-    ("check-config", "check_config"), ("train", "train"), ("ladder", "ladder"), ("evaluate", "evaluate"),
-    ("predict", "predict"), ("retrain", "retrain"), ("promote", "promote"), ("audit", "audit"),
-    ("live-quality", "live_quality"), ("monitor", "monitor"), ("bench", "bench"), ("serve", "serve"),
-    ("score", "score"),
+    ("check-config", "check_config"), ("train", "train"), ("release", "release"), ("ladder", "ladder"),
+    ("evaluate", "evaluate"), ("predict", "predict"), ("retrain", "retrain"), ("promote", "promote"),
+    ("audit", "audit"), ("live-quality", "live_quality"), ("monitor", "monitor"), ("bench", "bench"),
+    ("serve", "serve"), ("score", "score"),
 )
 
 

