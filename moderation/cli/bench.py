@@ -13,6 +13,7 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
     "evasion": ("evasion", "PR-AUC lost to leet, look-alike, zero-width and spaced rewrites; with the normaliser"),
     "cross-source": ("cross_source", "leave one source out: PR-AUC and benign review/block rates on unseen sources"),
+    "self-harm": ("self_harm", "the self_harm score on the self-harm sets (evaluation only): PR-AUC, flag rates"),
     "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
     "production": ("production", "shipped model at production settings: image-post latency, 300-client overload"),
 }

@@ -1,0 +1,107 @@
+"""Self-harm, evaluation only: how a run's `self_harm` score does on the self-harm sets it never trained on.
+
+No permissively licensed self-harm training data exists here, so the shipped model scores `self_harm`
+zero-shot (similarity to the class's description and seed phrases, calibrated on the training corpus). The
+self-harm sets in configs/all_datasets.yaml have no license: they may measure the shipped model, never train
+it. For each of them (a set the run trained on is skipped; a seeded sample of at most `--max-rows` posts):
+support, positives, PR-AUC (average precision) and ROC-AUC of the `self_harm` score, and at the run's deployed
+thresholds the share of positives sent to review or blocked (recall) and the share of negatives flagged.
+Posts are scored through `Moderator.score_arrays`, the serving path. The negatives differ by set (supportive
+users, teen chatter, "suicidal" said of others or the news), so each set is reported on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from eval.benchmarks import common
+
+log = logging.getLogger(__name__)
+CATEGORY = "self_harm"
+
+
+def self_harm_sets(config, category: str = CATEGORY) -> dict:
+    """{name: DatasetConfig} of the sets that may label `category`: a public set whose label_map maps it, or a
+    generic JSONL file (its rows carry their own labels; one without a `category` label is skipped later)."""
+    return {name: ds for name, ds in config.datasets.items() if category in ds.label_map or ds.loader == "jsonl"}
+
+
+def measure(args) -> dict:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from moderation import runfiles
+    from moderation.data.build import load_labelled
+    from moderation.moderator import Moderator
+    from moderation.policy import Action, threshold_actions
+
+    moderator = Moderator(args.run)
+    if CATEGORY not in moderator.categories:
+        raise SystemExit(f"{moderator.run_dir}: the model has no {CATEGORY!r} category")
+    column = moderator.categories.index(CATEGORY)
+    thresholds = runfiles.read_thresholds(moderator.run_dir)
+    trained_on = set(moderator.config.datasets)
+    everything = common.load_config_checked(args.sets_config)
+    out = {"version": moderator.version, "scoring": runfiles.read_json(moderator.run_dir / runfiles.MODEL)
+           .get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
+           "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}}
+    for name, ds in self_harm_sets(everything).items():
+        if name in trained_on:
+            log.info("%s: the run trained on it, skipped", name)
+            continue
+        rows = load_labelled(name, ds, everything).filter(lambda r: bool(r["text"]))
+        cols = common.sample_split(rows, args.max_rows, args.seed)
+        mask = np.asarray(cols["label_mask"], bool)[:, everything.category_names.index(CATEGORY)]
+        labels = np.asarray(cols["labels"], np.float32)[:, everything.category_names.index(CATEGORY)][mask]
+        texts = [t for t, m in zip(cols["text"], mask) if m]
+        if not texts:
+            log.info("%s: no %s labels, skipped", name, CATEGORY)
+            continue
+        log.info("%s: scoring %d posts", name, len(texts))
+        fused = moderator.score_arrays(texts, batch_size=64).fused
+        flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
+        # Flagged *for self_harm*: the post's self_harm score reaches its review threshold.
+        for_self_harm = fused[:, column] >= thresholds[CATEGORY].review
+        pos, neg = labels == 1, labels == 0
+        both = pos.any() and neg.any()
+        out["sets"][name] = {
+            "support": int(len(labels)), "positives": int(pos.sum()),
+            "average_precision": float(average_precision_score(labels, fused[:, column])) if both else None,
+            "roc_auc": float(roc_auc_score(labels, fused[:, column])) if both else None,
+            "positives_flagged_for_self_harm": float(for_self_harm[pos].mean()) if pos.any() else None,
+            "negatives_flagged_for_self_harm": float(for_self_harm[neg].mean()) if neg.any() else None,
+            "negatives_flagged_any_class": float(flagged[neg].mean()) if neg.any() else None}
+    return out
+
+
+def report(m: dict) -> str:
+    header = ["set", "support (positives)", "PR-AUC", "ROC-AUC", "positives flagged for self_harm",
+              "negatives flagged for self_harm", "negatives flagged (any class)"]
+    rows = [[name, f"{r['support']} ({r['positives']})", common.fmt(r["average_precision"]), common.fmt(r["roc_auc"]),
+             common.pct(r["positives_flagged_for_self_harm"]), common.pct(r["negatives_flagged_for_self_harm"]),
+             common.pct(r["negatives_flagged_any_class"])] for name, r in m["sets"].items()]
+    blocks = "may block" if m["may_block"] else "never blocks (sends to review at most)"
+    return "\n".join([
+        f"Model `{m['version']}`: `self_harm` scored {m['scoring']}, review threshold {m['review']:.3f}, "
+        f"{blocks}. Each self-harm set of configs/all_datasets.yaml (evaluation only: no license) the model did "
+        "not train on; PR-AUC and ROC-AUC of the self_harm score where the set has positives and "
+        "negatives; flagged = the self_harm score reaches its review threshold (or, last column, any class's "
+        "action is review or block).", "", common.md_table(header, rows), ""])
+
+
+def run(args) -> str:
+    m = measure(args)
+    return common.publish("self-harm", "Self-harm: the zero-shot score on the self-harm sets (evaluation only)",
+                          report(m), args)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", help="run directory (default: the shipped model)")
+    parser.add_argument("--max-rows", type=int, default=2000, help="posts per set (seeded sample)")
+    parser.add_argument("--sets-config", default=str(common.REPO / "configs" / "all_datasets.yaml"),
+                        help="the config whose datasets that label self_harm are measured")
+    common.add_common_options(parser)
+    return parser
