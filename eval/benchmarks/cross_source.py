@@ -342,7 +342,10 @@ def run(args) -> str:
     summary = measure(args)
     names = list(next(iter(summary["sources"].values()))["per_class"])
     body = report(stored_summaries(Path(args.out)), names)
-    return common.publish("cross-source", "Cross-source quality (leave one source out)", body, args)
+    title = "Cross-source quality (leave one source out)"
+    if args.section != "cross-source":  # e.g. encoder fine-tuning rungs on a subset, kept apart from the full table
+        title += f": {args.section}"
+    return common.publish(args.section, title, body, args)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -353,6 +356,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--label", default="frozen-minilm", help="the recipe's name in the table and under --out")
     parser.add_argument("--sources", nargs="+", help="hold out only these sources (default: every training source)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="where fold runs and summaries go")
+    parser.add_argument("--section", default="cross-source",
+                        help="BENCHMARKS.md section the table goes into: rungs measured on another --out (a subset "
+                             "of sources, capped data) belong in a section of their own")
     parser.add_argument("--probe-rows", type=int, default=PROBE_ROWS, help="harmless probe texts per fold")
     parser.add_argument("--reuse", action="store_true", help="reuse fold runs already under --out (no retraining)")
     parser.add_argument("--speed-posts", type=int, default=500,
