@@ -25,7 +25,9 @@ def run(tiny_bert, tmp_path_factory):
 
 
 def test_the_run_has_thresholds_report_and_card(run):
-    assert {p.name for p in run.iterdir()} == set(runfiles.RUN_OUTPUTS) - {runfiles.TEXT_ENCODER, runfiles.CROSS_SOURCE}
+    # Written later by other commands: cross_source/ (evaluate --thresholds-from), evasion.json (bench evasion).
+    assert {p.name for p in run.iterdir()} == set(runfiles.RUN_OUTPUTS) - {runfiles.TEXT_ENCODER, runfiles.CROSS_SOURCE,
+                                                                          runfiles.EVASION}
     thresholds = runfiles.read_thresholds(run)
     assert thresholds["self_harm"].scoring == Scoring.ZERO_SHOT and not thresholds["self_harm"].may_block
     assert thresholds["toxicity"].scoring == Scoring.TRAINED and thresholds["toxicity"].may_block
