@@ -111,16 +111,21 @@ def read_cross_source(run_dir: Path, names: list[str]) -> tuple[SplitPredictions
     predictions = runfiles.read_predictions(folder)
     if predictions.categories != names:
         raise ValueError(f"{folder}: categories {predictions.categories} differ from the run's {names}")
-    return predictions.splits["test"], runfiles.read_json(folder / runfiles.CROSS_SOURCE_SUMMARY)
+    summary = runfiles.read_json(folder / runfiles.CROSS_SOURCE_SUMMARY)
+    if (folder / runfiles.CROSS_SOURCE_REFERENCE).is_file():
+        summary = {**summary, "reference": runfiles.read_json(folder / runfiles.CROSS_SOURCE_REFERENCE)}
+    return predictions.splits["test"], summary
 
 
-def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bool = True) -> dict:
+def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bool = True,
+                        compare_to: str | Path | None = None) -> dict:
     """Choose `run_dir`'s block thresholds on the held-out predictions of `moderation bench cross-source` (the
     folder `<out>/<label>` it wrote for the same recipe; review thresholds stay on validation, see
     `eval.thresholds.block_off_domain`), copy them into the run and re-evaluate it.
 
     Refused when the benchmark's recipe is not the run's (`Config.recipe`): thresholds chosen for another
-    model's scores would not mean what they say."""
+    model's scores would not mean what they say. `compare_to` is another recipe's folder (e.g. the recipe this
+    run replaces): its summary is kept beside, and the card compares the two per class and per decision rate."""
     run_dir, cross_dir = Path(run_dir), Path(cross_dir)
     summary_path = cross_dir / runfiles.CROSS_SOURCE_SUMMARY
     if not summary_path.is_file() or not (cross_dir / runfiles.PREDICTIONS).is_file():
@@ -131,10 +136,20 @@ def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bo
         differ = sorted(k for k in set(ours) | set(theirs or {}) if (theirs or {}).get(k) != ours.get(k))
         raise ValueError(f"{cross_dir} was measured for another recipe than {run_dir} (config sections that differ: "
                          f"{', '.join(differ)}); rerun `moderation bench cross-source` with the run's config")
+    reference = None
+    if compare_to is not None:
+        reference_path = Path(compare_to) / runfiles.CROSS_SOURCE_SUMMARY
+        if not reference_path.is_file():
+            raise FileNotFoundError(f"{compare_to}: no {runfiles.CROSS_SOURCE_SUMMARY} to compare with "
+                                    "(write it with `moderation bench cross-source --label ...`)")
+        reference = runfiles.read_json(reference_path)
     target = run_dir / runfiles.CROSS_SOURCE
     target.mkdir(exist_ok=True)
     for name in (runfiles.PREDICTIONS, runfiles.CROSS_SOURCE_SUMMARY):
         shutil.copyfile(cross_dir / name, target / name)
+    (target / runfiles.CROSS_SOURCE_REFERENCE).unlink(missing_ok=True)
+    if reference is not None:
+        runfiles.write_json(target / runfiles.CROSS_SOURCE_REFERENCE, reference)
     return evaluate_run(run_dir, progress=progress)
 
 

@@ -4,9 +4,10 @@
    recipe trained on the others, the held-out source scored (`runs/cross_source/<label>`);
 2. `moderation train`: the run itself (for configs/default.yaml with `--overwrite`, the shipped model);
 3. `moderation bench evasion` on the run: PR-AUC lost to rewritten words, kept in the run for its card;
-4. `moderation evaluate --thresholds-from runs/cross_source/<label>`: block thresholds chosen on the
-   held-out sources' predictions, review thresholds on validation, and the model card rewritten with the
-   cross-source table, the expected benign review and block rates and the evasion table.
+4. `moderation evaluate --thresholds-from runs/cross_source/<label> [--compare-to ...]`: block thresholds
+   chosen on the held-out sources' predictions, review thresholds on validation, and the model card rewritten
+   with the cross-source table, the expected benign review and block rates, the evasion table and, with
+   `compare_to`, the per-class comparison with the recipe it replaces.
 
 The benchmarks write their sections into BENCHMARKS.md unless `write_benchmarks` is off. The cross-source
 step comes first: its folds embed every text once (the embedding cache is shared), so the training after it
@@ -24,9 +25,12 @@ log = logging.getLogger(__name__)
 
 def release(config_path: str | Path, overrides: Sequence[str] = (), label: str | None = None,
             overwrite: bool = False, progress: bool = True, write_benchmarks: bool = True,
-            cross_source_out: str | Path | None = None, evasion_rows: int = 2000) -> Path:
+            cross_source_out: str | Path | None = None, evasion_rows: int = 2000,
+            compare_to: str | Path | None = None) -> Path:
     """Steps 1-4 above; returns the run directory. Refuses an existing run directory without `overwrite`
-    before any work is done (training would refuse it only after the cross-source folds)."""
+    before any work is done (training would refuse it only after the cross-source folds). `compare_to`: another
+    recipe's cross-source folder (e.g. runs/cross_source/<the recipe this one replaces>) for the card's
+    before/after table."""
     from eval.benchmarks import cross_source, evasion
     from eval.evaluate import attach_cross_source, train_and_evaluate
     from moderation import runfiles
@@ -48,5 +52,5 @@ def release(config_path: str | Path, overrides: Sequence[str] = (), label: str |
     log.info("release 3/4: evasion benchmark of %s", run_dir)
     evasion.run(evasion.build_parser().parse_args(["--run", str(run_dir), "--max-rows", str(evasion_rows), *flags]))
     log.info("release 4/4: thresholds from the held-out sources, model card")
-    attach_cross_source(run_dir, out / label, progress=progress)
+    attach_cross_source(run_dir, out / label, progress=progress, compare_to=compare_to)
     return run_dir

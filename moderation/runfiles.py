@@ -50,6 +50,7 @@ MODEL_CARD = "MODEL_CARD.md"
 PREDICTIONS = "predictions.npz"
 CROSS_SOURCE = "cross_source"
 CROSS_SOURCE_SUMMARY = "summary.json"
+CROSS_SOURCE_REFERENCE = "reference.json"  # another recipe's summary, for the card's before/after table
 EVASION = "evasion.json"
 
 # A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split

@@ -93,6 +93,14 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
     assert "block thresholds chosen on held-out sources" in card
+    assert "### Against" not in card
+
+    # Compared with another measurement (here: the same one), the card gains the before/after tables.
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        attach_cross_source(run, tmp_path / "cross" / "tiny", progress=False, compare_to=tmp_path / "nothing-here")
+    attach_cross_source(run, tmp_path / "cross" / "tiny", progress=False, compare_to=tmp_path / "cross" / "tiny")
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "### Against `tiny`" in card and "did not improve: none." in card and "| toxicity | 2 |" in card
 
     # Retraining the run replaces its cross-source thresholds: they were measured for the old model.
     run = train_and_evaluate(config, progress=False, overwrite=True)
@@ -133,3 +141,21 @@ def test_release_makes_a_run_the_way_the_shipped_model_is_made(two_source_config
         release(two_source_config, overrides, label="again", progress=False, write_benchmarks=False,
                 cross_source_out=tmp_path / "cross")
     assert not (tmp_path / "cross" / "again").exists()
+
+
+def test_the_card_names_the_classes_that_did_not_improve_against_the_reference():
+    from eval.model_card import _compared
+
+    def summary(label, hate, toxicity, flagged):
+        per = {"hate": {"average_precision": hate}, "toxicity": {"average_precision": toxicity}}
+        return {"label": label, "overrides": [], "sources": {"a": {"per_class": per}, "b": {"per_class": per}},
+                "summary": {"mean_average_precision": {"mean": (hate + toxicity) / 2},
+                            "any_harm_average_precision": {"mean": 0.6},
+                            "cross_source_thresholds": {"benign_flagged": {"mean": flagged}},
+                            "probe_flagged": {"mean": 0.1}}}
+
+    lines = "\n".join(_compared(summary("new", 0.40, 0.80, 0.30), summary("old", 0.50, 0.70, 0.45),
+                                 ["hate", "toxicity"]))
+    assert "| hate | 2 | 0.400 | 0.500 | -0.100 |" in lines and "| toxicity | 2 | 0.800 | 0.700 | +0.100 |" in lines
+    assert "| benign flagged | 30.0% | 45.0% | -15.0 points |" in lines
+    assert "did not improve: hate (-0.100)." in lines

@@ -16,6 +16,9 @@ def add_parser(sub, parents, argv) -> None:
     p.add_argument("--thresholds-from", metavar="DIR",
                    help="choose the run's thresholds on the held-out predictions `moderation bench cross-source` "
                         "wrote in DIR (runs/cross_source/<label>) for the run's recipe, not on its validation split")
+    p.add_argument("--compare-to", metavar="DIR",
+                   help="with --thresholds-from: another recipe's cross-source folder (e.g. the recipe this run "
+                        "replaces); the model card compares the two per class and per decision rate")
     add_quiet(p)
     p.set_defaults(handler=run)
 
@@ -34,8 +37,10 @@ def run(args) -> int:
         raise ValueError("give --run DIR to re-evaluate a run directory, or --data FILE to evaluate on a file")
     if args.out:
         raise ValueError(f"--out {args.out}: re-evaluating writes into the run directory; --out goes with --data")
+    if args.compare_to and not args.thresholds_from:
+        raise ValueError("--compare-to goes with --thresholds-from (it compares two cross-source measurements)")
     if args.thresholds_from:
-        attach_cross_source(args.run, args.thresholds_from, progress=not args.quiet)
+        attach_cross_source(args.run, args.thresholds_from, progress=not args.quiet, compare_to=args.compare_to)
         print(f"thresholds chosen on the held-out predictions in {args.thresholds_from}; report and model card "
               f"rewritten in {args.run}")
         return 0

@@ -17,6 +17,9 @@ def add_parser(sub, parents, argv) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run directory of that name (or the shipped model)")
     p.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    p.add_argument("--compare-to", metavar="DIR",
+                   help="another recipe's cross-source folder (runs/cross_source/<label>): the model card compares "
+                        "the two per class and per decision rate")
     add_quiet(p)
     p.set_defaults(handler=run)
 
@@ -26,7 +29,7 @@ def run(args) -> int:
     from eval.release import release
 
     run_dir = release(args.config, args.overrides, label=args.label, overwrite=args.overwrite,
-                      progress=not args.quiet, write_benchmarks=not args.no_write)
+                      progress=not args.quiet, write_benchmarks=not args.no_write, compare_to=args.compare_to)
     print(f"run written to {run_dir}")
     print(f"model card: {run_dir / 'MODEL_CARD.md'}")
     return 0
