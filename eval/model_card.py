@@ -207,7 +207,8 @@ def _compared(ours: Mapping, theirs: Mapping, names: list[str]) -> list[str]:
     label = theirs.get("label", "reference")
     both = [src for src in ours["sources"] if src in theirs["sources"]]
     lines = [f"### Against `{label}`", "",
-             f"The same benchmark for recipe `{label}` (overrides: {', '.join(theirs.get('overrides', [])) or 'none'}), "
+             f"The same benchmark for recipe `{label}` (config `{theirs.get('config', '?')}`, overrides: "
+             f"{', '.join(theirs.get('overrides', [])) or 'none'}), "
              f"on the {len(both)} held-out sources both measured. Per class: mean over the sources where the class "
              "has labels.", "",
              f"| category | sources | PR-AUC, this model's recipe | PR-AUC, {label} | change |", "|---|---|---|---|---|"]
@@ -219,7 +220,7 @@ def _compared(ours: Mapping, theirs: Mapping, names: list[str]) -> list[str]:
         if not pairs:
             continue
         a, b = sum(p[0] for p in pairs) / len(pairs), sum(p[1] for p in pairs) / len(pairs)
-        if a < b:
+        if round(a - b, 3) < 0:  # a change that does not show at three decimals is no change
             worse.append(f"{c} ({a - b:+.3f})")
         lines.append(f"| {c} | {len(pairs)} | {_fmt(a)} | {_fmt(b)} | {diff(a, b)} |")
     o, t = ours["summary"], theirs["summary"]

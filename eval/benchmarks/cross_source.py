@@ -299,7 +299,8 @@ def report(summaries: list[dict], names: list[str]) -> str:
     for s in summaries:
         m = s["summary"]
         dep, xs = m.get("deployed", {}), m.get("cross_source_thresholds", {})
-        rows.append([s["label"], " ".join(f"`{o}`" for o in s["overrides"]) or "—",
+        config = [] if Path(s["config"]).resolve() == common.DEFAULT_CONFIG.resolve() else [f"--config {s['config']}"]
+        rows.append([s["label"], " ".join(f"`{o}`" for o in [*config, *s["overrides"]]) or "—",
                      _mean_worst(m["mean_average_precision"]), _mean_worst(m["any_harm_average_precision"]),
                      *[_mean_worst(dep.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
                      *[_mean_worst(xs.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
