@@ -117,6 +117,15 @@ def read_cross_source(run_dir: Path, names: list[str]) -> tuple[SplitPredictions
     return predictions.splits["test"], summary
 
 
+def read_reference(compare_to: str | Path) -> dict:
+    """Another recipe's cross-source summary (`moderation bench cross-source` wrote it into `compare_to`)."""
+    path = Path(compare_to) / runfiles.CROSS_SOURCE_SUMMARY
+    if not path.is_file():
+        raise FileNotFoundError(f"{compare_to}: no {runfiles.CROSS_SOURCE_SUMMARY} to compare with "
+                                "(write it with `moderation bench cross-source --label ...`)")
+    return runfiles.read_json(path)
+
+
 def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bool = True,
                         compare_to: str | Path | None = None) -> dict:
     """Choose `run_dir`'s block thresholds on the held-out predictions of `moderation bench cross-source` (the
@@ -136,13 +145,7 @@ def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bo
         differ = sorted(k for k in set(ours) | set(theirs or {}) if (theirs or {}).get(k) != ours.get(k))
         raise ValueError(f"{cross_dir} was measured for another recipe than {run_dir} (config sections that differ: "
                          f"{', '.join(differ)}); rerun `moderation bench cross-source` with the run's config")
-    reference = None
-    if compare_to is not None:
-        reference_path = Path(compare_to) / runfiles.CROSS_SOURCE_SUMMARY
-        if not reference_path.is_file():
-            raise FileNotFoundError(f"{compare_to}: no {runfiles.CROSS_SOURCE_SUMMARY} to compare with "
-                                    "(write it with `moderation bench cross-source --label ...`)")
-        reference = runfiles.read_json(reference_path)
+    reference = None if compare_to is None else read_reference(compare_to)
     target = run_dir / runfiles.CROSS_SOURCE
     target.mkdir(exist_ok=True)
     for name in (runfiles.PREDICTIONS, runfiles.CROSS_SOURCE_SUMMARY):

@@ -95,5 +95,25 @@ def format_evasion_table(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KINDS", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table", "perturb",
-           "perturb_rows"]
+def format_settings_table(settings: dict[str, dict], deployed: str | None = None) -> str:
+    """One row per encoder setting ({setting: {kind: evasion_table}}): mean PR-AUC clean, the mean drop per
+    rewrite kind and the worst class under mixed rewrites; the setting the run deploys is marked (for
+    BENCHMARKS.md and the model card)."""
+    def cell(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    kinds = list(next(iter(settings.values())))
+    lines = ["| encoder setting | mean PR-AUC clean | " + " | ".join(f"drop: {k}" for k in kinds)
+             + " | worst class drop (mixed) |", "|---|---|" + "---|" * (len(kinds) + 1)]
+    for name, tables in settings.items():
+        mixed = {c: r["drop"] for c, r in tables["mixed"].items() if c != "mean" and r["drop"] is not None}
+        worst = max(mixed, key=mixed.get) if mixed else None
+        lines.append(f"| {name}{' (deployed)' if name == deployed else ''} | "
+                     f"{cell(tables['mixed']['mean']['average_precision_clean'])} | "
+                     + " | ".join(cell(tables[k]["mean"]["drop"]) for k in kinds)
+                     + f" | {f'{worst} {mixed[worst]:.3f}' if worst else '-'} |")
+    return "\n".join(lines)
+
+
+__all__ = ["KINDS", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
+           "format_settings_table", "perturb", "perturb_rows"]

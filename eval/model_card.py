@@ -141,6 +141,11 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _mean(entry: Mapping | None):
+    """The mean of a cross-source summary entry ({"mean": ..., "worst": ...}), None when absent."""
+    return None if not entry else entry.get("mean")
+
+
 def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:
     """Quality and decisions on sources the recipe never trained on (leave-one-source-out)."""
     if not summary:
@@ -167,10 +172,7 @@ def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:
                      f"{_pct(rates.get('benign_blocked'))} | {_pct(rates.get('harmful_caught'))} |")
     s = summary["summary"]
     rates = s.get("cross_source_thresholds", {})
-
-    def mean(entry):
-        return None if not entry else entry.get("mean")
-
+    mean = _mean
     lines += [f"| **mean over sources** | | {_fmt(mean(s['mean_average_precision']))} | "
               f"{_fmt(mean(s['any_harm_average_precision']))} | {_pct(mean(rates.get('benign_flagged')))} | "
               f"{_pct(mean(rates.get('benign_blocked')))} | {_pct(mean(rates.get('harmful_caught')))} |", ""]
@@ -196,8 +198,7 @@ def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:
 def _compared(ours: Mapping, theirs: Mapping, names: list[str]) -> list[str]:
     """This recipe against another one (`moderation evaluate --compare-to`), on the held-out sources both
     measured: per class the mean PR-AUC over those sources, and the headline decision rates."""
-    def mean(entry):
-        return None if not entry else entry.get("mean")
+    mean = _mean
 
     def diff(a, b, pct=False):
         if a is None or b is None:
@@ -243,20 +244,14 @@ def _evasion(measured: Mapping | None) -> list[str]:
     """PR-AUC lost when words are rewritten the way evaders write them (`moderation bench evasion`)."""
     if not measured:
         return []
-    from eval.evasion import format_evasion_table
+    from eval.evasion import format_evasion_table, format_settings_table
 
-    kinds = list(next(iter(measured["settings"].values())))
     lines = ["## Evasion (rewritten words)", "",
              f"`moderation bench evasion`: {measured['rows']} test posts, every post rewritten (half its words) by each "
              "kind; drop = PR-AUC clean minus rewritten, mean over classes. The rewrites are the ones the normaliser "
              "is built to undo, so a small drop with the normaliser on shows it undoes them, not robustness to "
              "other rewrites (other scripts' look-alikes, misspellings).", "",
-             "| encoder setting | mean PR-AUC clean | " + " | ".join(f"drop: {k}" for k in kinds) + " |",
-             "|---|---|" + "---|" * len(kinds)]
-    for name, tables in measured["settings"].items():
-        deployed = " (deployed)" if name == measured.get("deployed") else ""
-        lines.append(f"| {name}{deployed} | {_fmt(tables['mixed']['mean']['average_precision_clean'])} | "
-                     + " | ".join(_fmt(tables[k]["mean"]["drop"]) for k in kinds) + " |")
+             format_settings_table(measured["settings"], measured.get("deployed"))]
     deployed = measured["settings"].get(measured.get("deployed"))
     if deployed:
         lines += ["", "Per class, mixed rewrites, as deployed:", "", format_evasion_table(deployed["mixed"])]

@@ -32,12 +32,14 @@ def release(config_path: str | Path, overrides: Sequence[str] = (), label: str |
     recipe's cross-source folder (e.g. runs/cross_source/<the recipe this one replaces>) for the card's
     before/after table."""
     from eval.benchmarks import cross_source, evasion
-    from eval.evaluate import attach_cross_source, train_and_evaluate
+    from eval.evaluate import attach_cross_source, read_reference, train_and_evaluate
     from moderation import runfiles
     from moderation.config import load_config
 
     config = load_config(config_path, list(overrides))
     runfiles.check_writable(Path(config.run.output_dir), overwrite)
+    if compare_to is not None:
+        read_reference(compare_to)  # a wrong path fails now, not after the folds and the training
     label = label or config.run.name
     flags = [] if write_benchmarks else ["--no-write"]
     sets = [arg for o in overrides for arg in ("--set", o)]

@@ -141,6 +141,10 @@ def test_release_makes_a_run_the_way_the_shipped_model_is_made(two_source_config
         release(two_source_config, overrides, label="again", progress=False, write_benchmarks=False,
                 cross_source_out=tmp_path / "cross")
     assert not (tmp_path / "cross" / "again").exists()
+    with pytest.raises(FileNotFoundError, match="nothing-here"):  # a wrong --compare-to fails before any work
+        release(two_source_config, [f"run.output_dir={tmp_path / 'run2'}"], label="again", progress=False,
+                write_benchmarks=False, cross_source_out=tmp_path / "cross", compare_to=tmp_path / "nothing-here")
+    assert not (tmp_path / "cross" / "again").exists()
 
 
 def test_the_card_names_the_classes_that_did_not_improve_against_the_reference():

@@ -78,17 +78,8 @@ def measure(args) -> dict:
 
 
 def report(m: dict, args) -> str:
-    from eval.evasion import format_evasion_table
+    from eval.evasion import format_evasion_table, format_settings_table
 
-    kinds = list(next(iter(m["settings"].values())))
-    header = ["encoder setting", "mean PR-AUC clean", *[f"drop: {k}" for k in kinds], "worst class drop (mixed)"]
-    rows = []
-    for name, tables in m["settings"].items():
-        mixed = {c: r["drop"] for c, r in tables["mixed"].items() if c != "mean" and r["drop"] is not None}
-        worst = max(mixed, key=mixed.get) if mixed else None
-        rows.append([name, common.fmt(tables["mixed"]["mean"]["average_precision_clean"]),
-                     *[common.fmt(tables[k]["mean"]["drop"]) for k in kinds],
-                     f"{worst} {mixed[worst]:.3f}" if worst else None])
     deployed = m["settings"][m["deployed"]]["mixed"]
     met = all(r["drop"] is None or r["drop"] <= 0.01 for r in deployed.values())
     lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
@@ -97,7 +88,7 @@ def report(m: dict, args) -> str:
              "`moderation.encoders.perturb` writes, which mirror what the normaliser undoes, so a zero drop there "
              "shows it undoes them exactly and (clean column) leaves ordinary text as it was, not robustness to "
              "rewrites outside that set (other scripts' look-alikes, misspellings, words split by punctuation).",
-             "", common.md_table(header, rows), "",
+             "", format_settings_table(m["settings"], m["deployed"]), "",
              f"Per class, mixed rewrites, {m['deployed']} (as the run deploys it): target {common.verdict(met)}.",
              "", format_evasion_table(deployed), ""]
     return "\n".join(lines)

@@ -44,6 +44,7 @@ def measure(args) -> dict:
     thresholds = runfiles.read_thresholds(moderator.run_dir)
     trained_on = set(moderator.config.datasets)
     everything = common.load_config_checked(args.sets_config)
+    label_column = everything.category_names.index(CATEGORY)  # the sets' taxonomy may order classes differently
     out = {"version": moderator.version, "scoring": runfiles.read_json(moderator.run_dir / runfiles.MODEL)
            .get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
            "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}}
@@ -53,8 +54,8 @@ def measure(args) -> dict:
             continue
         rows = load_labelled(name, ds, everything).filter(lambda r: bool(r["text"]))
         cols = common.sample_split(rows, args.max_rows, args.seed)
-        mask = np.asarray(cols["label_mask"], bool)[:, everything.category_names.index(CATEGORY)]
-        labels = np.asarray(cols["labels"], np.float32)[:, everything.category_names.index(CATEGORY)][mask]
+        mask = np.asarray(cols["label_mask"], bool)[:, label_column]
+        labels = np.asarray(cols["labels"], np.float32)[:, label_column][mask]
         texts = [t for t, m in zip(cols["text"], mask) if m]
         if not texts:
             log.info("%s: no %s labels, skipped", name, CATEGORY)
