@@ -126,7 +126,8 @@ def test_scoring_beyond_the_admission_limit_is_refused_at_once_before_the_body_i
     assert call(app, "POST", "/v1/review/claim", {}, [b"{}"])[0] == 200  # other routes are not bounded
     gate.scoring_in_flight = 0
     assert call(app, "POST", "/v1/moderations", {}, [b"{}"])[0] == 200 and gate.scoring_in_flight == 0
-    assert ServeSettings(auth="disabled").ingress_admission_limit == 60  # 40 posts/s x 1.5 s, one replica
+    assert ServeSettings(auth="disabled", max_queue_s=1.5).ingress_admission_limit == 60  # 40 posts/s x 1.5 s
+    assert ServeSettings(auth="disabled").ingress_admission_limit == 32  # 40 x 0.75 = 30, but a full batch fits
 
 
 # -- settings: queues sized from measured capacity --------------------------------------------------------------
@@ -295,52 +296,24 @@ def pinned_run(trained, out):
 
 @pytest.fixture(scope="module")
 def served(multimodal_run, tmp_path_factory):
-    """(base_url, tmp, process): `moderation serve --config FILE` with a small capacity, until the module ends."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-    import yaml
-
+    """(base_url, tmp, process, starting): `moderation serve --config FILE` with a small capacity, until the
+    module ends; `starting` is what /readyz said before it was ready."""
+    from eval.benchmarks.harness import moderation_serve
     from tests.test_serve import free_port
 
     tmp = tmp_path_factory.mktemp("hardening")
     run = pinned_run(multimodal_run, tmp / "run")
-    port = free_port()
     settings = {
         "run_dir": str(run), "queue_url": f"sqlite:///{tmp / 'queue.db'}", "host": "127.0.0.1",
-        "port": port, "max_batch_size": 8, "max_ongoing_requests": 8, "batch_wait_timeout_s": 0.02,
+        "port": free_port(), "max_batch_size": 8, "max_ongoing_requests": 8, "batch_wait_timeout_s": 0.02,
         "capacity_posts_per_s": 20, "max_queue_s": 1.0, "request_deadline_s": 2.0, "body_timeout_s": 2.0,
         "shutdown_grace_s": 20, "max_posts_per_request": 4, "num_cpus_per_replica": 0.5, "random_review_rate": 1.0,
         "api_keys": [{"name": "svc", "roles": ["submitter"], "key": KEY},
                      {"name": "rev", "roles": ["reviewer"], "key": "reviewer-key-0123456789"},
                      {"name": "boss", "roles": ["admin"], "key": ADMIN}],
     }
-    (tmp / "settings.yaml").write_text(yaml.safe_dump(settings))
-    log = open(tmp / "serve.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "moderation.cli", "serve", "--config", str(tmp / "settings.yaml"),
-                                "--num-cpus", "2"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    base = f"http://127.0.0.1:{port}"
-    starting = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            r = httpx.get(f"{base}/readyz", timeout=10)
-            if r.status_code == 200:
-                break
-            starting.append((r.status_code, r.json().get("reason", "")))
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.3)
-    assert process.poll() is None and r.status_code == 200, (tmp / "serve.log").read_text()[-3000:]
-    yield base, tmp, process, starting
-    if process.poll() is None:
-        process.kill()
-        process.wait(60)
-    log.close()
+    with moderation_serve(tmp, settings, num_cpus=2, ready_timeout_s=300) as service:
+        yield service.base, tmp, service.process, service.starting
 
 
 def keyed(key: str = KEY) -> dict:
@@ -599,16 +572,14 @@ def test_killing_a_scorer_and_an_ingress_replica_loses_no_acknowledged_item(mult
     request is answered 200 or 503 + Retry-After, except those in flight on the killed ingress replica."""
     import os
     import signal
-    import subprocess
-    import sys
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
     import psutil
-    import yaml
 
+    from eval.benchmarks.harness import moderation_serve
     from serve.db import open_queue
     from tests.test_serve import free_port
 
@@ -616,26 +587,11 @@ def test_killing_a_scorer_and_an_ingress_replica_loses_no_acknowledged_item(mult
     reviewer = "reviewer-key-0123456789"
     settings = {"run_dir": str(pinned_run(multimodal_run, tmp_path / "run")), "queue_url": pg_queue_url, "host": "127.0.0.1", "port": port,
                 "num_replicas": 2, "ingress_replicas": 2, "num_cpus_per_replica": 0.25, "random_review_rate": 1.0,
-                "max_batch_size": 8, "max_ongoing_requests": 8, "prediction_log": False, "shutdown_grace_s": 5,
+                "max_batch_size": 8, "max_ongoing_requests": 8, "max_posts_per_request": 8, "prediction_log": False, "shutdown_grace_s": 5,
                 "api_keys": [{"name": "svc", "roles": ["submitter"], "key": KEY},
                              {"name": "rev", "roles": ["reviewer"], "key": reviewer}]}
-    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(settings))
-    log = open(tmp_path / "serve.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "moderation.cli", "serve", "--config", str(tmp_path / "settings.yaml"),
-                                "--num-cpus", "2"], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail((tmp_path / "serve.log").read_text()[-3000:])
+    with moderation_serve(tmp_path, settings, num_cpus=2, ready_timeout_s=300) as service:
+        base, process = service.base, service.process
         stop, acknowledged, answers, decided = threading.Event(), {}, [], []
 
         def submit(n):
@@ -678,10 +634,6 @@ def test_killing_a_scorer_and_an_ingress_replica_loses_no_acknowledged_item(mult
             stop.set()
             for f in futures:
                 f.result()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(120)
-        log.close()
     queue = open_queue(pg_queue_url)
     for post_id, item_id in acknowledged.items():  # every acknowledged item is there, under its post
         assert queue.get(item_id).post_id == post_id

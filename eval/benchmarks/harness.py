@@ -6,7 +6,8 @@ runs an application from the Serve app builder it is given (the benchmark never 
 package: the CLI hands `serve.app.build_app` in, or an import path names it). `CpuMeter` reads the CPU time
 of this process and of every Ray process it started, by role, which is how a gap between served and
 in-process throughput gets a measured cause. `speed_only_multimodal_run` builds a text+image run directory
-for timing only.
+for timing only. `moderation_serve` runs the service the way users do, `moderation serve --config FILE` in
+its own process, and stops it with SIGTERM as a container platform would.
 """
 
 from __future__ import annotations
@@ -92,6 +93,73 @@ def deploy(build_app: Callable[[dict], object], settings: dict) -> None:
     from ray import serve as ray_serve
 
     ray_serve.run(build_app(dict(settings)), name="bench", route_prefix="/")
+
+
+class ServedProcess:
+    """A `moderation serve` process: its base URL, what `/readyz` said while it started, and after the stop its
+    exit status and how long the stop took."""
+
+    def __init__(self, base: str, process, log_path: Path):
+        self.base, self.process, self.log_path = base, process, log_path
+        self.starting: list[tuple[int, str]] = []  # (status, reason) of each /readyz answer before it was ready
+        self.exit_status: int | None = None
+        self.stop_s: float | None = None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@contextmanager
+def moderation_serve(folder: Path, settings: dict, num_cpus: int | None = None, ready_timeout_s: float = 600,
+                     stop_timeout_s: float = 120):
+    """`moderation serve --config folder/serve_settings.yaml` in its own process (cwd `folder`, offline); yields
+    a `ServedProcess` once `/readyz` answers 200, and stops it with SIGTERM afterwards, as a container platform
+    would (exit status and stop time recorded; killed if it outlives `stop_timeout_s`). Used by the production
+    benchmark and by the tests that probe the service the way users run it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import yaml
+
+    folder = Path(folder)
+    config, log_path = folder / "serve_settings.yaml", folder / "serve.log"
+    config.write_text(yaml.safe_dump(settings))
+    base = f"http://{settings.get('host', '127.0.0.1')}:{settings['port']}"
+    command = [sys.executable, "-m", "moderation.cli", "serve", "--config", str(config)]
+    command += ["--num-cpus", str(num_cpus)] if num_cpus else []
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=folder,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        served = ServedProcess(base, process, log_path)
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"moderation serve exited with status {process.returncode} before it was "
+                                       f"ready:\n{served.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moderation serve not ready within {ready_timeout_s:g} s:\n{served.log_tail()}")
+                try:
+                    r = httpx.get(f"{base}/readyz", timeout=10)
+                    if r.status_code == 200:
+                        break
+                    served.starting.append((r.status_code, r.json().get("reason", "")))
+                except (httpx.TransportError, ValueError):
+                    pass
+                time.sleep(0.3)
+            yield served
+        finally:
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)  # a no-op when a test already stopped it
+            try:
+                served.exit_status = process.wait(stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                served.exit_status = process.wait()
+            served.stop_s = time.monotonic() - started
 
 
 class CpuMeter:

@@ -34,7 +34,7 @@ def add_parser(sub, parents, argv) -> None:
 def run(args) -> int:
     quiet_libraries()
     module = importlib.import_module(f"eval.benchmarks.{BENCHES[args.bench][0]}")
-    if args.bench == "production" or (args.bench == "serving" and not args.app):
+    if args.bench == "serving" and not args.app:
         from serve.app import build_app
 
         body = module.run(args, build_app=build_app)  # the app `moderation serve` runs
