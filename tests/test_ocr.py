@@ -66,6 +66,21 @@ def test_the_reader_reads_rendered_words():
     assert text.replace(" ", "").upper() == "HAVEALOVELYDAY", text
 
 
+def test_the_reader_splits_words_rendered_without_spaces():
+    from moderation.encoders.ocr import OcrReader
+
+    assert OcrReader().read_one(render("HAVEALOVELYDAY")).lower() == "have a lovely day"
+
+
+def test_tidy_drops_web_addresses_and_splits_only_long_unknown_runs():
+    from moderation.encoders.ocr import tidy
+
+    assert tidy("GOOD MORNING www.memes.tv/x MAKEAMEME.ORG") == "GOOD MORNING"
+    assert tidy("CONGRATULATIONS NOTYOU") == "CONGRATULATIONS NOTYOU"  # a known word; a run too short to split
+    assert tidy("WHENTHEBUSISLATE again") == "when the bus is late again"
+    assert tidy("") == ""
+
+
 def test_a_picture_without_writing_reads_as_empty():
     from moderation.encoders.ocr import OcrReader
 

@@ -88,7 +88,7 @@ def measure(args) -> dict:
         raise common.BenchmarkSkipped(f"model {moderator.version} reads no text in pictures (image_encoder.ocr off)")
     config = common.load_config_checked(MEMES_CONFIG)
     splits = build_splits(config)
-    out = {"model": moderator.version, "splits": {}}
+    out = {"model": moderator.version, "splits": {}, "shipped_rule": moderator.meta.get("caption_picture_rule")}
     for split in ("validation", "test"):
         rows = splits[split].select_columns(["text", "image", "source", "labels", "label_mask"]).to_dict()
         scores = _split_scores(moderator, rows, config.run.cache_dir)
@@ -128,7 +128,11 @@ def report(m: dict, args) -> str:
              "open_nsfw). Meme sets from `configs/memes.yaml`, evaluation only (no license: never trained on). "
              "Test split, per source and class:", "", common.md_table(header, rows), "",
              f"Rule for combining caption and picture evidence, chosen on the validation split by mean PR-AUC: "
-             f"**{m['chosen_rule']}** (validation: " + ", ".join(f"{r} {v:.3f}" for r, v in val_means.items()) + ").",
+             f"**{m['chosen_rule']}** (validation: " + ", ".join(f"{r} {v:.3f}" for r, v in val_means.items()) + "); "
+             f"the model combines by `{m['shipped_rule']}` (`head.caption_picture_rule`)"
+             + ("." if m["shipped_rule"] == m["chosen_rule"] else
+                f", {val_means[m['shipped_rule']] - val_means[m['chosen_rule']]:+.4f} mean PR-AUC against the "
+                "chosen rule here."),
              f"An image-only post costs {1000 * m['seconds_per_image']:.0f} ms in-process, one at a time "
              f"(decode, RapidOCR detection at 480 px + recognition, open_nsfw, MiniLM on the text read, head; "
              f"no cache; faster of 2 passes over {m['cost_images']} test memes)."]
