@@ -60,14 +60,15 @@ class ServeSettings(BaseSettings):
     # Overload: queues hold under a second of work, sized from the measured capacity, so overload answers
     # 503 + Retry-After at once instead of making every client wait (`moderation bench serving` measures the
     # capacity). The client's budget is about 2 s end to end, and at 300 clients on 2 cores the HTTP proxy and
-    # the hop to the ingress already take ~0.7 s (`moderation bench production`): hence 0.75 s of queue and a
-    # 1.5 s deadline.
+    # the hop to the ingress already take ~0.7 s (`moderation bench production`): hence 0.75 s of queue. The
+    # deadline stays 2 s: text posts rarely reach it behind so short a queue, and at 1.5 s it shed image posts
+    # (OCR: ~0.2 s each) at only 4 concurrent clients.
     capacity_posts_per_s: float = Field(40.0, gt=0, description="posts/s one Scorer replica scores, as measured "
                                         "on this hardware (moderation bench serving); sizes the queues")
     max_queue_s: float = Field(0.75, gt=0, description="seconds of queued work a Scorer replica may hold")
     max_queued_requests: int | None = Field(None, ge=1, description="posts queued per Scorer replica beyond those it "
                                             "holds; default capacity_posts_per_s * max_queue_s; beyond: 503 + Retry-After")
-    request_deadline_s: float = Field(1.5, gt=0, description="a request not scored within this many seconds is "
+    request_deadline_s: float = Field(2.0, gt=0, description="a request not scored within this many seconds is "
                                       "dropped from the queue and answered 503 + Retry-After")
     body_timeout_s: float = Field(5.0, gt=0, description="a request body not received within this is cut off (408)")
     ingress_max_ongoing_requests: int = Field(2000, ge=1, description="connections one ingress replica holds; "
