@@ -38,7 +38,8 @@ COMMON_RESPONSES = {
     "401": "missing or unknown API key",
     "403": "the key lacks the role this operation needs",
     "408": "the request body did not arrive within body_timeout_s",
-    "413": "the body or an image is over its limit",
+    "413": "the body or an image is over its limit, or the request would take longer to score than its deadline "
+           "allows at the measured capacity (send fewer or shorter posts)",
     "422": "the request does not match the schema; `detail` names the field",
     "503": "at capacity, past the request's deadline, no scoring replica, the queue unavailable, or shutting "
            "down; retry after `Retry-After` seconds",

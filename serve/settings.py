@@ -70,6 +70,14 @@ class ServeSettings(BaseSettings):
                                             "holds; default capacity_posts_per_s * max_queue_s; beyond: 503 + Retry-After")
     request_deadline_s: float = Field(2.0, gt=0, description="a request not scored within this many seconds is "
                                       "dropped from the queue and answered 503 + Retry-After")
+    # What a post costs, in typical posts (the unit capacity_posts_per_s is measured in, ~25 ms of a replica
+    # here): 1, plus 1 per `chars_per_extra_post` characters, plus `image_post_cost` for a picture (OCR).
+    # Measured in-process on 2 cores: a 20,000-character post takes ~600 ms (~26 typical posts: it fills
+    # max_windows windows and the normaliser reads every character), a 1,000-character one ~53 ms, an image
+    # post ~190 ms. Admission counts this cost, so one large request cannot fill the queue small ones wait in,
+    # and a request that could not be scored within its deadline is refused with 413 instead of timing out.
+    chars_per_extra_post: int = Field(800, ge=1, description="characters of text that cost one more typical post")
+    image_post_cost: float = Field(8.0, ge=0, description="what a picture adds to a post's cost, in typical posts")
     body_timeout_s: float = Field(5.0, gt=0, description="a request body not received within this is cut off (408)")
     ingress_max_ongoing_requests: int = Field(2000, ge=1, description="connections one ingress replica holds; "
                                               "admission beyond it is by the queues above, so keep it large")
@@ -138,11 +146,27 @@ class ServeSettings(BaseSettings):
 
     @property
     def ingress_admission_limit(self) -> int:
-        """Scoring requests one ingress replica admits at once: what the Scorers drain in max_queue_s at the
-        measured capacity (at least max_batch_size, so a full batch can always form); beyond it 503 +
-        Retry-After before the body is read."""
+        """Scoring requests one ingress replica admits at once, and the work (in typical posts, `post_cost`) it
+        has in flight: what the Scorers drain in max_queue_s at the measured capacity (at least max_batch_size,
+        so a full batch can always form). Beyond the count: 503 + Retry-After before the body is read; beyond
+        the work, once the body is parsed (a request is always admitted when nothing else is in flight)."""
         share = self.capacity_posts_per_s * self.max_queue_s * self.num_replicas / self.ingress_replicas
         return max(int(share), self.max_batch_size)
+
+    def post_cost(self, text: str | None, has_image: bool) -> float:
+        """A post's scoring cost in typical posts (see chars_per_extra_post).
+
+        >>> s = ServeSettings(auth="disabled")
+        >>> s.post_cost("hello", False), s.post_cost("x" * 20_000, False), s.post_cost(None, True)
+        (1.00625, 26.0, 9.0)
+        """
+        return 1.0 + len(text or "") / self.chars_per_extra_post + (self.image_post_cost if has_image else 0.0)
+
+    @property
+    def max_request_cost(self) -> float:
+        """The most work one request may ask for, in typical posts: what the Scorers finish within
+        request_deadline_s at the measured capacity. A costlier request could never be answered in time: 413."""
+        return self.capacity_posts_per_s * self.request_deadline_s * self.num_replicas / self.ingress_replicas
 
     @property
     def scorer_queue(self) -> int:

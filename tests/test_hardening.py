@@ -130,6 +130,68 @@ def test_scoring_beyond_the_admission_limit_is_refused_at_once_before_the_body_i
     assert ServeSettings(auth="disabled").ingress_admission_limit == 32  # 40 x 0.75 = 30, but a full batch fits
 
 
+# -- fairness: admission counts what a request costs -------------------------------------------------------------
+
+
+class _RefusingScorer:
+    """A Scorer handle whose every call is refused at capacity (what Ray raises when its queue is full)."""
+
+    class score:  # noqa: N801 - mirrors `handle.score.remote(...)`
+        @staticmethod
+        def remote(post):
+            from ray.serve.exceptions import BackPressureError
+
+            async def refused():
+                raise BackPressureError(num_queued_requests=1, max_queued_requests=1)
+
+            return refused()
+
+
+def _service(**settings):
+    from serve.service import ModerationService
+
+    return ModerationService(_RefusingScorer(), ServeSettings(auth="disabled", **settings))
+
+
+def _posts(n: int, chars: int):
+    from serve.requests import ParsedPost
+
+    return [ParsedPost(id=f"p{i}", text="x" * chars) for i in range(n)]
+
+
+def test_a_request_that_cannot_be_scored_within_its_deadline_is_refused_with_413_at_once():
+    from fastapi import HTTPException
+
+    service = _service()  # 40 posts/s x 2 s: 80 typical posts of work at most
+    with pytest.raises(HTTPException) as refused:
+        service._admit(_posts(64, 20_000))  # 64 x 26 = 1664 typical posts: ~42 s at the measured capacity
+    assert refused.value.status_code == 413 and "fewer or shorter posts" in refused.value.detail
+    assert "41.6 s" in refused.value.detail and service._work_in_flight == 0
+    assert service._admit(_posts(64, 100)) == pytest.approx(64 * 1.125)  # a full request of short posts fits
+
+
+def test_a_large_request_is_shed_while_small_ones_hold_the_queue_and_its_work_is_released():
+    from fastapi import HTTPException
+
+    service = _service()
+    small = service._admit(_posts(1, 100))  # one small request in flight
+    with pytest.raises(HTTPException) as shed:
+        service._admit(_posts(8, 4_000))  # 8 x 6 = 48 typical posts beside it: over the 32 in flight
+    assert shed.value.status_code == 503 and shed.value.headers["Retry-After"] == "1"
+    assert service._admit(_posts(4, 100)) and service._work_in_flight == pytest.approx(small + 4 * 1.125)
+    idle = _service()
+    assert idle._admit(_posts(8, 4_000)) == pytest.approx(48.0)  # alone it is admitted: nothing waits behind it
+
+
+def test_work_in_flight_returns_to_zero_after_a_refused_scoring():
+    from fastapi import HTTPException
+
+    service = _service()
+    with pytest.raises(HTTPException) as at_capacity:
+        asyncio.run(service.moderate_posts(_posts(3, 2_000)))
+    assert at_capacity.value.status_code == 503 and service._work_in_flight == 0
+
+
 # -- settings: queues sized from measured capacity --------------------------------------------------------------
 
 

@@ -41,8 +41,9 @@ def meme_pictures(n: int, seed: int) -> list[bytes]:
 
 
 async def timed_posts(base: str, key: str, bodies: list[dict], clients: int, max_requests: int, max_seconds: float,
-                      timeout: float) -> list[dict]:
-    """Closed loop: `clients` clients back to back; per request its status, latency and Retry-After.
+                      timeout: float, pause_s: float = 0.0) -> list[dict]:
+    """Closed loop: `clients` clients back to back (each pausing `pause_s` after an answer); per request its
+    status, latency and Retry-After.
 
     On aiohttp, not httpx: the load generator shares the 2 cores with the service, and httpx's CPU per
     request made it the largest consumer at 300 clients (yesterday's 891 requests in 10 s vs 3,074 on aiohttp
@@ -66,9 +67,31 @@ async def timed_posts(base: str, key: str, bodies: list[dict], clients: int, max
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     status, retry_after = 0, None
                 out.append({"status": status, "latency_s": time.perf_counter() - start, "retry_after": retry_after})
+                if pause_s:
+                    await asyncio.sleep(pause_s)
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
     return out
+
+
+LARGE_POST_CHARS, LARGE_POSTS = 20_000, 64  # the largest request the default limits accept
+FAIR_SMALL_CLIENTS, FAIR_PAUSE_S = 4, 0.1  # small requests at ~35/s, under the measured capacity
+
+
+def large_request() -> dict:
+    """`LARGE_POSTS` posts of `LARGE_POST_CHARS` characters of ordinary generated prose."""
+    prose = "We walked along the river and talked about the weather, the garden and the next holiday. "
+    text = (prose * (LARGE_POST_CHARS // len(prose) + 1))[:LARGE_POST_CHARS]
+    return {"posts": [{"id": f"large-{i}", "text": text} for i in range(LARGE_POSTS)]}
+
+
+async def fairness(base: str, key: str, small_bodies: list[dict], seconds: float) -> tuple[list[dict], list[dict]]:
+    """One client sending the largest request back to back beside paced clients sending one short post each:
+    (large outcomes, small outcomes)."""
+    large, small = await asyncio.gather(
+        timed_posts(base, key, [large_request()], 1, 100_000, seconds, 60),
+        timed_posts(base, key, small_bodies, FAIR_SMALL_CLIENTS, 100_000, seconds, 30, pause_s=FAIR_PAUSE_S))
+    return large, small
 
 
 def classify(outcomes: list[dict], within_s: float = 2.0) -> dict:
@@ -91,6 +114,8 @@ def classify(outcomes: list[dict], within_s: float = 2.0) -> dict:
             "accepted_p99_ms": percentile(accepted, 99),
             "shed_p50_ms": percentile([o["latency_s"] * 1000 for o in shed], 50),
             "shed_p99_ms": percentile([o["latency_s"] * 1000 for o in shed], 99),
+            "answer_p50_ms": percentile([o["latency_s"] * 1000 for o in outcomes if o["status"]], 50),
+            "answer_p99_ms": percentile([o["latency_s"] * 1000 for o in outcomes if o["status"]], 99),
             "max_ms": max((o["latency_s"] * 1000 for o in outcomes), default=None)}
 
 
@@ -123,6 +148,8 @@ def measure(args) -> dict:
                                                args.client_timeout))
             overload_wall = time.perf_counter() - started
             cores = {role: cpu / overload_wall for role, cpu in meter.delta(cpu_before, meter.snapshot()).items()}
+            time.sleep(2.0)  # the overload's queues drain before the fairness run
+            large, small = asyncio.run(fairness(base, key, text_bodies, args.max_seconds))
             load_after = os.getloadavg()[0]
         log.info("moderation serve stopped by SIGTERM: exit status %s in %.1f s", served.exit_status, served.stop_s)
     low, saturated, overload = classify(low), classify(saturated), classify(overload)
@@ -130,6 +157,8 @@ def measure(args) -> dict:
             "saturated_rate": saturated["accepted"] / saturated_wall,
             "overload_accepted_rate": overload["accepted"] / overload_wall,
             "stop": {"exit_status": served.exit_status, "seconds": served.stop_s}, "overload_cores": cores,
+            "fair_large": classify(large), "fair_large_statuses": sorted({o["status"] for o in large}),
+            "fair_small": classify(small),
             "loadavg": (load_before, load_after), "args": vars(args)}
 
 
@@ -164,6 +193,17 @@ def report(m: dict, args) -> str:
             f"{common.verdict((over['answered_within'] or 0) >= 1.0)}, no timeouts "
             f"{common.verdict(over['timeouts'] == 0)}, accepted p99 within 2 s "
             f"{common.verdict((over['accepted_p99_ms'] or 1e9) <= 2000)}.", "",
+        f"Fairness: one client sends the largest request the limits accept ({LARGE_POSTS} posts of "
+        f"{LARGE_POST_CHARS:,} characters) back to back for {args.max_seconds:g} s, beside {FAIR_SMALL_CLIENTS} "
+        f"clients sending one short post every {FAIR_PAUSE_S:g} s:", "",
+        common.md_table(["requests", "answers", "p50 / p99 ms", "slowest ms", "answered within 2 s"], [
+            [f"large ({m['fair_large']['requests']})", ", ".join(str(c) for c in m["fair_large_statuses"]),
+             f"{ms(m['fair_large']['answer_p50_ms'])} / {ms(m['fair_large']['answer_p99_ms'])}", ms(m["fair_large"]["max_ms"]),
+             common.pct(m["fair_large"]["answered_within"], 1)],
+            [f"small ({m['fair_small']['requests']})", f"{m['fair_small']['accepted']} accepted, "
+             f"{m['fair_small']['shed']} shed, {m['fair_small']['errors']} other",
+             f"{ms(m['fair_small']['accepted_p50_ms'])} / {ms(m['fair_small']['accepted_p99_ms'])}",
+             ms(m["fair_small"]["max_ms"]), common.pct(m["fair_small"]["answered_within"], 1)]]), "",
         "Cores busy during the overload run, by process: " + ", ".join(
             f"{role} {c:.2f}" for role, c in sorted(m["overload_cores"].items(), key=lambda rc: -rc[1])) + ".", "",
         f"Stopped with SIGTERM after the overload run: exit status {m['stop']['exit_status']} in "
