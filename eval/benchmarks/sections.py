@@ -35,7 +35,11 @@ def machine() -> str:
 
 
 def command_line() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("moderation") else sys.argv[0], *sys.argv[1:]]
+    """The command as a user types it: `moderation ...` whether it ran as the script or as
+    `python -m moderation.cli` (whose argv[0] is the package's __main__.py)."""
+    program = sys.argv[0]
+    as_cli = program.endswith("moderation") or Path(program).parts[-3:] == ("moderation", "cli", "__main__.py")
+    argv = ["moderation" if as_cli else program, *sys.argv[1:]]
     return " ".join(shlex.quote(a) for a in argv)
 
 
