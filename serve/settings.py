@@ -73,11 +73,13 @@ class ServeSettings(BaseSettings):
     # What a post costs, in typical posts (the unit capacity_posts_per_s is measured in, ~25 ms of a replica
     # here): 1, plus 1 per `chars_per_extra_post` characters, plus `image_post_cost` for a picture (OCR).
     # Measured in-process on 2 cores: a 20,000-character post takes ~600 ms (~26 typical posts: it fills
-    # max_windows windows and the normaliser reads every character), a 1,000-character one ~53 ms, an image
-    # post ~190 ms. Admission counts this cost, so one large request cannot fill the queue small ones wait in,
-    # and a request that could not be scored within its deadline is refused with 413 instead of timing out.
+    # max_windows windows and the normaliser reads every character), a 1,000-character one ~53 ms; served, an
+    # image post takes ~200 ms of the replica, 8 typical posts (1 + image_post_cost; at 9, 4 concurrent image
+    # posts no longer fit the 32 in flight and saturation throughput halved). Admission counts this cost, so
+    # one large request cannot fill the queue small ones wait in, and a request that could not be scored
+    # within its deadline is refused with 413 instead of timing out.
     chars_per_extra_post: int = Field(800, ge=1, description="characters of text that cost one more typical post")
-    image_post_cost: float = Field(8.0, ge=0, description="what a picture adds to a post's cost, in typical posts")
+    image_post_cost: float = Field(7.0, ge=0, description="what a picture adds to a post's cost, in typical posts")
     body_timeout_s: float = Field(5.0, gt=0, description="a request body not received within this is cut off (408)")
     ingress_max_ongoing_requests: int = Field(2000, ge=1, description="connections one ingress replica holds; "
                                               "admission beyond it is by the queues above, so keep it large")
@@ -158,7 +160,7 @@ class ServeSettings(BaseSettings):
 
         >>> s = ServeSettings(auth="disabled")
         >>> s.post_cost("hello", False), s.post_cost("x" * 20_000, False), s.post_cost(None, True)
-        (1.00625, 26.0, 9.0)
+        (1.00625, 26.0, 8.0)
         """
         return 1.0 + len(text or "") / self.chars_per_extra_post + (self.image_post_cost if has_image else 0.0)
 
