@@ -120,6 +120,7 @@ class ModerationService:
         self._queue: ReviewQueue | None = None
         self._prediction_log: PredictionLog | None = None
         self._work_in_flight = 0.0  # post_cost of the requests this replica is scoring now
+        self._requests_in_flight = 0  # how many they are (the float sum alone could drift above 0 when idle)
 
     # -- what the replica holds ----------------------------------------------------------------------------
 
@@ -175,7 +176,8 @@ class ModerationService:
             scoring = [{"id": p.id, "text": p.text, "image": image} for p, image in zip(posts, images)]
             scored = await self._score(scoring, started)
         finally:
-            self._work_in_flight -= cost
+            self._requests_in_flight -= 1
+            self._work_in_flight = self._work_in_flight - cost if self._requests_in_flight else 0.0
         failed = [r for r in scored if "error" in r]
         if failed:
             error, post_id = failed[0]["error"], failed[0]["id"]
@@ -200,10 +202,11 @@ class ModerationService:
             raise HTTPException(413, f"this request would take about {cost / s.capacity_posts_per_s:.1f} s to score "
                                 f"at this service's measured capacity ({s.capacity_posts_per_s:g} posts/s), more than "
                                 f"its {s.request_deadline_s:g} s deadline: send fewer or shorter posts per request")
-        if self._work_in_flight > 0 and self._work_in_flight + cost > s.ingress_admission_limit:
+        if self._requests_in_flight and self._work_in_flight + cost > s.ingress_admission_limit:
             raise HTTPException(503, "the service is at capacity; retry shortly",
                                 headers={"Retry-After": str(RETRY_AFTER_S)})
         self._work_in_flight += cost
+        self._requests_in_flight += 1
         return cost
 
     async def _score(self, scoring: list[dict], started: float) -> list[dict]:
