@@ -85,6 +85,7 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         *_never_block(thresholds),
         *_cross_source(cross_source, config.category_names),
         *_evasion(evasion),
+        *_release_notes(run_dir),
         *_pictures(config),
         "## Limits",
         "",
@@ -238,6 +239,16 @@ def _compared(ours: Mapping, theirs: Mapping, names: list[str]) -> list[str]:
         lines.append(f"| {name} | {show(a)} | {show(b)} | {diff(a, b, pct)} |")
     lines += ["", "Classes whose PR-AUC on unseen sources did not improve: " + (", ".join(worse) or "none") + "."]
     return lines
+
+
+def _release_notes(run_dir: Path) -> list[str]:
+    """The run's `RELEASE_NOTES.md`, if the people who released it wrote one (e.g. why a class did not improve:
+    a judgement no benchmark computes)."""
+    path = Path(run_dir) / runfiles.RELEASE_NOTES
+    if not path.is_file():
+        return []
+    return ["## Release notes", "", f"Written by the people who released this model (`{runfiles.RELEASE_NOTES}` in "
+            "the run directory), not generated:", "", path.read_text().strip(), ""]
 
 
 def _evasion(measured: Mapping | None) -> list[str]:

@@ -52,6 +52,9 @@ CROSS_SOURCE = "cross_source"
 CROSS_SOURCE_SUMMARY = "summary.json"
 CROSS_SOURCE_REFERENCE = "reference.json"  # another recipe's summary, for the card's before/after table
 EVASION = "evasion.json"
+# Written by people, not by a run (so not in RUN_OUTPUTS: `--overwrite` keeps it): what the releasers judged
+# and measured by hand, e.g. why a class did not improve. The model card shows it.
+RELEASE_NOTES = "RELEASE_NOTES.md"
 
 # A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split
 # until the cross-source predictions are attached again) and an old evasion.json (`moderation bench evasion`

@@ -56,8 +56,12 @@ def test_train_refuses_to_overwrite_a_run_without_the_flag(trained_run, capsys):
 def test_evaluate_rewrites_a_run_directory_from_its_predictions(trained_run, capsys):
     run, _ = trained_run
     (run / runfiles.MODEL_CARD).unlink()
+    (run / runfiles.RELEASE_NOTES).write_text("Violence did not improve: its held-out sources have 121 positives.")
     assert main(["evaluate", "--run", str(run), "-q"]) == 0
     assert (run / runfiles.MODEL_CARD).is_file() and runfiles.read_thresholds(run)
+    card = (run / runfiles.MODEL_CARD).read_text()  # the releasers' notes are in the card, marked as theirs
+    assert "## Release notes" in card and "Violence did not improve: its held-out sources have 121" in card
+    (run / runfiles.RELEASE_NOTES).unlink()
     capsys.readouterr()
     assert main(["evaluate"]) == 2  # no run and no data: the shipped model is never rewritten in place
     assert "--run DIR" in capsys.readouterr().err
