@@ -15,6 +15,8 @@ route, so that:
 - a scoring request (`SCORING_PATHS`) beyond `max_scoring` in flight on this replica is answered 503 +
   Retry-After at once, before its body is read: work the Scorers cannot finish within a second or two is
   refused while refusing is still cheap, instead of queueing in the event loop until its deadline.
+
+`WorkBudget` is admission's second stage, once a request's posts are parsed and what they cost is known.
 """
 
 from __future__ import annotations
@@ -119,6 +121,40 @@ class Gate:
         while self.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         return self.in_flight
+
+
+class WorkBudget:
+    """One replica's scoring work in flight, in typical posts (`ServeSettings.post_cost`), so that one large
+    request cannot fill the queue small ones wait in: `admit` counts a request's cost or refuses it (413 when
+    it could never be scored within the deadline, 503 + Retry-After when it does not fit beside the work in
+    flight: a large request is refused while small ones keep the queue short, never the other way round);
+    `release` uncounts it once it is scored or failed."""
+
+    def __init__(self, settings, retry_after_s: int = 1):
+        self.settings, self.retry_after_s = settings, retry_after_s
+        self.in_flight = 0.0  # the cost of the requests admitted and not yet released
+        self.requests = 0  # how many they are (the float sum alone can stay a hair above 0 when idle)
+
+    def admit(self, posts) -> float:
+        """`posts` (each with `text` and `image_bytes`) -> their cost, now counted as in flight."""
+        from fastapi import HTTPException
+
+        s = self.settings
+        cost = sum(s.post_cost(p.text, p.image_bytes is not None) for p in posts)
+        if cost > s.max_request_cost:
+            raise HTTPException(413, f"this request would take about {cost / s.capacity_posts_per_s:.1f} s to score "
+                                f"at this service's measured capacity ({s.capacity_posts_per_s:g} posts/s), more than "
+                                f"its {s.request_deadline_s:g} s deadline: send fewer or shorter posts per request")
+        if self.requests and self.in_flight + cost > s.ingress_admission_limit:
+            raise HTTPException(503, "the service is at capacity; retry shortly",
+                                headers={"Retry-After": str(self.retry_after_s)})
+        self.in_flight += cost
+        self.requests += 1
+        return cost
+
+    def release(self, cost: float) -> None:
+        self.requests -= 1
+        self.in_flight = self.in_flight - cost if self.requests else 0.0
 
 
 def presented_token(scope) -> str | None:

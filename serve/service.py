@@ -25,6 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from moderation import runfiles
 from moderation.policy import Decision, Thresholds, decide
 
+from .admission import WorkBudget
 from .db import LoggedPrediction, NewItem, PredictionLog, ReviewQueue, open_prediction_log, open_queue
 from .metrics import ServiceMetrics
 from .requests import ParsedPost, decode_image, parse_moderate_request, read_limited_body
@@ -119,8 +120,7 @@ class ModerationService:
         self._lock = threading.Lock()
         self._queue: ReviewQueue | None = None
         self._prediction_log: PredictionLog | None = None
-        self._work_in_flight = 0.0  # post_cost of the requests this replica is scoring now
-        self._requests_in_flight = 0  # how many they are (the float sum alone could drift above 0 when idle)
+        self.work = WorkBudget(settings, RETRY_AFTER_S)  # admission by cost, once the posts are parsed
 
     # -- what the replica holds ----------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class ModerationService:
         compatible endpoints in serve.compat_*) takes. `store=False` (a caller asked that nothing be kept)
         neither enqueues for review nor writes the prediction log; the decision is the same."""
         started = time.perf_counter() if started is None else started
-        cost = self._admit(posts)
+        cost = self.work.admit(posts)
         try:
             # Decoding a large image takes a while: off the event loop, so other requests are not held up.
             images = [await asyncio.to_thread(decode_image, p, self.settings) if p.image_bytes else None
@@ -176,8 +176,7 @@ class ModerationService:
             scoring = [{"id": p.id, "text": p.text, "image": image} for p, image in zip(posts, images)]
             scored = await self._score(scoring, started)
         finally:
-            self._requests_in_flight -= 1
-            self._work_in_flight = self._work_in_flight - cost if self._requests_in_flight else 0.0
+            self.work.release(cost)
         failed = [r for r in scored if "error" in r]
         if failed:
             error, post_id = failed[0]["error"], failed[0]["id"]
@@ -191,23 +190,6 @@ class ModerationService:
         self.metrics.observe_request(elapsed_s, [r["batch_size"] for r in scored], results)
         return ModerateResponse(model_version=scored[0]["model_version"], elapsed_ms=round(elapsed_s * 1000, 2),
                                 results=results)
-
-    def _admit(self, posts: list[ParsedPost]) -> float:
-        """Count the request's cost (`ServeSettings.post_cost`) as in flight and return it; or 413 when it could
-        never be scored within the deadline, 503 + Retry-After when it does not fit beside the work in flight.
-        Fairness: a large request is refused while small ones keep the queue short, never the other way round."""
-        s = self.settings
-        cost = sum(s.post_cost(p.text, p.image_bytes is not None) for p in posts)
-        if cost > s.max_request_cost:
-            raise HTTPException(413, f"this request would take about {cost / s.capacity_posts_per_s:.1f} s to score "
-                                f"at this service's measured capacity ({s.capacity_posts_per_s:g} posts/s), more than "
-                                f"its {s.request_deadline_s:g} s deadline: send fewer or shorter posts per request")
-        if self._requests_in_flight and self._work_in_flight + cost > s.ingress_admission_limit:
-            raise HTTPException(503, "the service is at capacity; retry shortly",
-                                headers={"Retry-After": str(RETRY_AFTER_S)})
-        self._work_in_flight += cost
-        self._requests_in_flight += 1
-        return cost
 
     async def _score(self, scoring: list[dict], started: float) -> list[dict]:
         """Scores from the Scorer, or 503 + Retry-After when it is at capacity, has no live replica, or cannot

@@ -164,23 +164,23 @@ def test_a_request_that_cannot_be_scored_within_its_deadline_is_refused_with_413
 
     service = _service()  # 40 posts/s x 2 s: 80 typical posts of work at most
     with pytest.raises(HTTPException) as refused:
-        service._admit(_posts(64, 20_000))  # 64 x 26 = 1664 typical posts: ~42 s at the measured capacity
+        service.work.admit(_posts(64, 20_000))  # 64 x 26 = 1664 typical posts: ~42 s at the measured capacity
     assert refused.value.status_code == 413 and "fewer or shorter posts" in refused.value.detail
-    assert "41.6 s" in refused.value.detail and service._work_in_flight == 0
-    assert service._admit(_posts(64, 100)) == pytest.approx(64 * 1.125)  # a full request of short posts fits
+    assert "41.6 s" in refused.value.detail and service.work.in_flight == 0
+    assert service.work.admit(_posts(64, 100)) == pytest.approx(64 * 1.125)  # a full request of short posts fits
 
 
 def test_a_large_request_is_shed_while_small_ones_hold_the_queue_and_its_work_is_released():
     from fastapi import HTTPException
 
     service = _service()
-    small = service._admit(_posts(1, 100))  # one small request in flight
+    small = service.work.admit(_posts(1, 100))  # one small request in flight
     with pytest.raises(HTTPException) as shed:
-        service._admit(_posts(8, 4_000))  # 8 x 6 = 48 typical posts beside it: over the 32 in flight
+        service.work.admit(_posts(8, 4_000))  # 8 x 6 = 48 typical posts beside it: over the 32 in flight
     assert shed.value.status_code == 503 and shed.value.headers["Retry-After"] == "1"
-    assert service._admit(_posts(4, 100)) and service._work_in_flight == pytest.approx(small + 4 * 1.125)
+    assert service.work.admit(_posts(4, 100)) and service.work.in_flight == pytest.approx(small + 4 * 1.125)
     idle = _service()
-    assert idle._admit(_posts(8, 4_000)) == pytest.approx(48.0)  # alone it is admitted: nothing waits behind it
+    assert idle.work.admit(_posts(8, 4_000)) == pytest.approx(48.0)  # alone it is admitted: nothing waits behind it
 
 
 def test_work_in_flight_returns_to_zero_after_a_refused_scoring():
@@ -189,9 +189,9 @@ def test_work_in_flight_returns_to_zero_after_a_refused_scoring():
     service = _service()
     with pytest.raises(HTTPException) as at_capacity:
         asyncio.run(service.moderate_posts(_posts(3, 2_000)))
-    assert at_capacity.value.status_code == 503 and service._work_in_flight == 0
-    service._work_in_flight = 1e-12  # what float sums can leave behind once every request is done
-    assert service._admit(_posts(8, 4_000)) == pytest.approx(48.0)  # idle: admitted, however large
+    assert at_capacity.value.status_code == 503 and service.work.in_flight == 0
+    service.work.in_flight = 1e-12  # what float sums can leave behind once every request is done
+    assert service.work.admit(_posts(8, 4_000)) == pytest.approx(48.0)  # idle: admitted, however large
 
 
 # -- settings: queues sized from measured capacity --------------------------------------------------------------

@@ -106,6 +106,7 @@ def classify(outcomes: list[dict], within_s: float = 2.0) -> dict:
     shed = [o for o in outcomes if o["status"] in (429, 503)]
     errors = [o for o in outcomes if o["status"] and not 200 <= o["status"] < 300 and o["status"] not in (429, 503)]
     answered = [o for o in outcomes if o["status"] and o["latency_s"] <= within_s]
+    answer_ms = [o["latency_s"] * 1000 for o in outcomes if o["status"]]
     return {"requests": len(outcomes), "accepted": len(accepted), "shed": len(shed),
             "shed_with_retry_after": sum(1 for o in shed if o.get("retry_after")),
             "errors": len(errors), "timeouts": sum(1 for o in outcomes if o["status"] == 0),
@@ -114,8 +115,7 @@ def classify(outcomes: list[dict], within_s: float = 2.0) -> dict:
             "accepted_p99_ms": percentile(accepted, 99),
             "shed_p50_ms": percentile([o["latency_s"] * 1000 for o in shed], 50),
             "shed_p99_ms": percentile([o["latency_s"] * 1000 for o in shed], 99),
-            "answer_p50_ms": percentile([o["latency_s"] * 1000 for o in outcomes if o["status"]], 50),
-            "answer_p99_ms": percentile([o["latency_s"] * 1000 for o in outcomes if o["status"]], 99),
+            "answer_p50_ms": percentile(answer_ms, 50), "answer_p99_ms": percentile(answer_ms, 99),
             "max_ms": max((o["latency_s"] * 1000 for o in outcomes), default=None)}
 
 
@@ -148,9 +148,9 @@ def measure(args) -> dict:
                                                args.client_timeout))
             overload_wall = time.perf_counter() - started
             cores = {role: cpu / overload_wall for role, cpu in meter.delta(cpu_before, meter.snapshot()).items()}
+            load_after = os.getloadavg()[0]  # at the end of the overload run, as the report says
             time.sleep(2.0)  # the overload's queues drain before the fairness run
             large, small = asyncio.run(fairness(base, key, text_bodies, args.max_seconds))
-            load_after = os.getloadavg()[0]
         log.info("moderation serve stopped by SIGTERM: exit status %s in %.1f s", served.exit_status, served.stop_s)
     low, saturated, overload = classify(low), classify(saturated), classify(overload)
     return {"low": low, "saturated": saturated, "overload": overload,
@@ -206,7 +206,7 @@ def report(m: dict, args) -> str:
              ms(m["fair_small"]["max_ms"]), common.pct(m["fair_small"]["answered_within"], 1)]]), "",
         "Cores busy during the overload run, by process: " + ", ".join(
             f"{role} {c:.2f}" for role, c in sorted(m["overload_cores"].items(), key=lambda rc: -rc[1])) + ".", "",
-        f"Stopped with SIGTERM after the overload run: exit status {m['stop']['exit_status']} in "
+        f"Stopped with SIGTERM after the fairness run: exit status {m['stop']['exit_status']} in "
         f"{common.fmt(m['stop']['seconds'], 1)} s (requests in flight drain within `shutdown_grace_s`, then Serve "
         "and Ray stop)."]
     return "\n".join(lines)
