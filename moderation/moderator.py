@@ -81,13 +81,9 @@ class Moderator:
         # The text encoder reads captions (text_dim > 0) and, with OCR, the text in pictures.
         if self.meta["text_dim"] or (self.config.image_encoder.ocr and (self.meta["image_dim"]
                                                                        or self.meta.get("image_branch") == "text_head")):
-            from moderation.encoders.text import TextEncoder
+            from moderation.encoders.text import run_text_encoder
 
-            cfg = self.config.text_encoder
-            finetuned = self.run_dir / runfiles.TEXT_ENCODER
-            if finetuned.is_dir():
-                cfg = cfg.model_copy(update={"model": str(finetuned)})
-            self.text_encoder = TextEncoder(cfg).to(device)
+            self.text_encoder = run_text_encoder(self.config.text_encoder, self.run_dir / runfiles.TEXT_ENCODER).to(device)
         image_cfg = self.config.image_encoder
         reads_pictures = self.meta["image_dim"] or self.meta.get("image_branch") == "text_head"
         if reads_pictures and image_cfg.kind != "none":

@@ -240,12 +240,6 @@ def _prepare_finetuning(text_encoder, config: Config):
         p.requires_grad_(config.text_encoder.finetune == "full" or p.requires_grad)
 
 
-def finish_finetuning(text_encoder, config: Config) -> None:
-    """Fold LoRA adapters into the base weights so serving needs no peft."""
-    if config.text_encoder.finetune == "lora":
-        text_encoder.model = text_encoder.model.merge_and_unload()
-
-
 def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_path: Path | None = None) -> TrainResult:
     """The whole training run, up to a fitted model and its features (evaluation happens elsewhere)."""
     from moderation.data.build import build_splits
@@ -292,7 +286,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     history = fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
                   progress, log_path, text_encoder if finetune else None, texts)
     if finetune:
-        finish_finetuning(text_encoder, config)
+        # A LoRA encoder stays unmerged here so the run saves the adapter alone; loading it merges it.
         for split in ("validation", "test"):
             features[split] = _encode_in_loop(text_encoder, [t or "" for t in splits[split]["text"]], features[split], device)
     model.to("cpu")

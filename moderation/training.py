@@ -59,8 +59,10 @@ def train_run(config: Config, *, compute_metrics: MetricFn, out_dir: str | Path 
         # The validation scores are what drift monitoring compares live traffic against (`moderation monitor`).
         runfiles.write_reference_scores(stage, config.category_names, scores["validation"].fused, version)
         if config.text_encoder.finetune != "frozen" and result.text_encoder is not None:
+            # LoRA: peft saves the adapter alone (a few MB), never the base weights; full: the whole model.
             result.text_encoder.model.save_pretrained(stage / runfiles.TEXT_ENCODER)
-            result.text_encoder.tokenizer.save_pretrained(stage / runfiles.TEXT_ENCODER)
+            if config.text_encoder.finetune == "full":
+                result.text_encoder.tokenizer.save_pretrained(stage / runfiles.TEXT_ENCODER)
         runfiles.write_predictions(stage, Predictions(config.category_names, version, {
             s: split_predictions(result.splits[s], scores[s]) for s in runfiles.PREDICTION_SPLITS}))
         seconds = {**result.seconds, "total": round(time.perf_counter() - started, 1)}

@@ -109,3 +109,33 @@ def test_overwrite_replaces_only_the_run_files_and_keeps_the_users(config, tmp_p
     assert runfiles.read_json(out / "model.json")["version"] == "new"
     assert {p.name for p in out.iterdir()} == TRAINED_FILES | {"notes.md", "audit-test"}
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_lora_run_keeps_only_its_adapter_and_scores_as_it_was_trained(tiny_bert, tmp_path):
+    """The base weights are the package's, not ours to ship: a LoRA run holds the adapter alone, and loading
+    it (base + adapter, merged) reproduces the scores training recorded for its test split."""
+    from eval.evaluate import evaluate_run
+    from moderation import Moderator
+    from moderation.data.build import build_splits
+    from moderation.encoders.text import TextEncoder
+    from safetensors.torch import load_file
+
+    data = write_dataset(tmp_path / "d.jsonl", n=150, seed=6)
+    config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "unused", train={"epochs": 2, "batch_size": 64},
+                                          text_encoder={"finetune": "lora", "lora_r": 2}))
+    out = train(config, tmp_path / "run", version="tiny-lora")
+    evaluate_run(out, progress=False, baseline=False)
+    kept = {p.name for p in (out / runfiles.TEXT_ENCODER).iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= kept
+    assert not kept & {"model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"}
+    recorded = runfiles.read_predictions(out).splits["test"]
+    texts = build_splits(runfiles.read_config(out))["test"]["text"]
+    moderator = Moderator(out)
+    assert moderator.text_encoder.adapter  # the adapter was applied, not the bare base model
+    served = moderator.predict_proba(list(texts))
+    assert np.allclose(served, recorded.fused, atol=1e-4)
+    # LoRA starts as a no-op (B = 0): trained B matrices show the adapter learned something to apply.
+    adapter = load_file(out / runfiles.TEXT_ENCODER / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
+    # The embedding cache must never serve the bare base model's embeddings for this encoder.
+    assert TextEncoder(config.text_encoder).identity != moderator.text_encoder.identity

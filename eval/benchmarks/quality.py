@@ -96,13 +96,15 @@ def fit_baseline(train) -> TfidfBaseline:
 def measure(args) -> dict:
     from moderation import runfiles
     from moderation.data.splits import normalise_text
-    from moderation.encoders.text import TextEncoder
+    from moderation.encoders.text import run_text_encoder
     from moderation.model import ModerationModel
 
     config, splits = common.load_splits()
-    model, _ = ModerationModel.load(runfiles.resolve_run_dir(None))
+    run_dir = runfiles.resolve_run_dir(None)
+    model, _ = ModerationModel.load(run_dir)
     names = model.categories
-    scorers = build_scorers(model, TextEncoder(config.text_encoder), fit_baseline(splits["train"]),
+    encoder = run_text_encoder(config.text_encoder, run_dir / runfiles.TEXT_ENCODER)
+    scorers = build_scorers(model, encoder, fit_baseline(splits["train"]),
                             profanity_scorer(), names)
     # The default test split is embedded exactly as training embedded it, so its embedding cache applies.
     cache = common.REPO / config.run.cache_dir if config.run.cache_dir else None

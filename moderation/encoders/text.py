@@ -74,10 +74,45 @@ class Windows:
     owner: np.ndarray  # (W,) index of the text each window belongs to
 
 
-class TextEncoder(torch.nn.Module):
-    """AutoModel + pooling. `encode` (frozen, batched, no grad) or `forward` (inside a fine-tuning loop)."""
+# A LoRA run keeps only what it trained: peft's adapter files in the run's text_encoder/ folder, applied to the
+# base model its config names when the run is loaded. A full fine-tune keeps the whole model there instead.
+ADAPTER_CONFIG = "adapter_config.json"
 
-    def __init__(self, cfg: TextEncoderConfig):
+
+def is_adapter(folder: str | Path) -> bool:
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def run_text_encoder(cfg: TextEncoderConfig, finetuned: str | Path | None = None) -> "TextEncoder":
+    """The text encoder a run scores with: the base model, with the run's fine-tuned weights or adapter if any.
+
+    `finetuned` is the run's text_encoder/ folder (absent for frozen encoders): a LoRA adapter there is
+    applied to `cfg.model` and merged into it (no peft in the scoring path); a full model replaces `cfg.model`.
+    """
+    if finetuned is None or not Path(finetuned).is_dir():
+        return TextEncoder(cfg)
+    if is_adapter(finetuned):
+        return TextEncoder(cfg, adapter=finetuned)
+    return TextEncoder(cfg.model_copy(update={"model": str(finetuned)}))
+
+
+def _adapter_digest(folder: Path) -> str:
+    files = sorted(folder.glob("adapter_model.*"))
+    if not files:
+        raise ValueError(f"{folder}: {ADAPTER_CONFIG} but no adapter_model.safetensors beside it")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class TextEncoder(torch.nn.Module):
+    """AutoModel + pooling. `encode` (frozen, batched, no grad) or `forward` (inside a fine-tuning loop).
+
+    `adapter`: a folder holding a peft LoRA adapter trained on `cfg.model`; it is merged into the weights.
+    """
+
+    def __init__(self, cfg: TextEncoderConfig, adapter: str | Path | None = None):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -92,6 +127,11 @@ class TextEncoder(torch.nn.Module):
                              f"({MINILM!r} is a local model that always works)") from None
         if not self.tokenizer.is_fast:
             raise ValueError(f"text_encoder.model: {cfg.model!r} has no fast tokenizer (needed for windows)")
+        self.adapter = _adapter_digest(Path(adapter)) if adapter is not None else None
+        if adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload()
         self.model.eval()
         self.dim = int(self.model.config.hidden_size)
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
@@ -113,6 +153,8 @@ class TextEncoder(torch.nn.Module):
         # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
         if c.normalize:
             raw += "|normalize"
+        if self.adapter:  # the same base with another adapter embeds differently
+            raw += f"|adapter:{self.adapter}"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def uses_bf16(self, device: torch.device | str = "cpu") -> bool:
