@@ -16,12 +16,12 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def _licence(loader: str) -> str:
-    try:
-        from moderation.data.sources import LICENSES
-    except ImportError:
-        return "?"
-    return LICENSES.get(loader, "see its SOURCE.md") if loader not in ("jsonl", "hub") else "your own data"
+def _licence(ds) -> str:
+    from moderation.data.build import dataset_license
+    from moderation.data.sources import OWN_DATA
+
+    license_id = dataset_license(ds)
+    return {None: "not stated", OWN_DATA: "your own data"}.get(license_id, license_id)
 
 
 def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds,
@@ -48,7 +48,7 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "",
         "| dataset | loader | license | use |",
         "|---|---|---|---|",
-        *[f"| {name} | {ds.loader} | {_licence(ds.loader)} | {ds.use} |" for name, ds in config.datasets.items()],
+        *[f"| {name} | {ds.loader} | {_licence(ds)} | {ds.use} |" for name, ds in config.datasets.items()],
         "",
         "## Per-class quality (test split; "
         + ("block thresholds chosen on held-out sources, see below; review on validation)" if cross_source

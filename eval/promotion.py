@@ -31,6 +31,7 @@ import numpy as np
 from eval.metrics import per_class_metrics
 from moderation import runfiles
 from moderation.config import Config, DatasetConfig
+from moderation.data.sources import OWN_DATA
 from moderation.policy import Scoring, Thresholds
 from moderation.registry import Registry
 
@@ -72,7 +73,7 @@ def reviewed_files(paths: list[str | Path], registry_root: str | Path) -> list[P
 def add_reviewed(config: Config, reviewed: list[Path]) -> Config:
     for i, path in enumerate(reviewed):
         config.datasets[f"reviewed_{i}" if len(reviewed) > 1 else "reviewed"] = DatasetConfig(
-            loader="jsonl", path=str(Path(path).resolve()), supersedes_duplicates=True)
+            loader="jsonl", path=str(Path(path).resolve()), supersedes_duplicates=True, license=OWN_DATA)
     return config
 
 

@@ -88,6 +88,19 @@ class DatasetConfig(Strict):
     supersedes_duplicates: bool = False
     hub_split: str | None = Field(None, description="for loader 'hub': the split(s) to read")
     text_field: str | None = Field(None, description="for loader 'hub': the text column")
+    # The project knows the license of every public set it has a loader for (moderation.data.sources.LICENSES);
+    # a 'jsonl' or 'hub' dataset's license is the config's to state: an SPDX id ("CC-BY-4.0", "MIT"), or "own"
+    # for a platform's own posts (review exports). `run.permissive_only` refuses such a dataset without one.
+    license: str | None = Field(None, description="for loaders 'jsonl' and 'hub': the data's SPDX license id, or 'own'")
+
+    @model_validator(mode="after")
+    def _license_only_where_unknown(self):
+        if self.license is not None and self.loader not in ("jsonl", "hub"):
+            raise ValueError(f"license is stated only for loaders 'jsonl' and 'hub'; loader {self.loader!r} has its "
+                             f"license on record in moderation.data.sources.LICENSES")
+        if self.license is not None and not self.license.strip():
+            raise ValueError("license: empty; give an SPDX id such as 'CC-BY-4.0', or 'own' for your own posts")
+        return self
 
 
 class TextEncoderConfig(Strict):
@@ -241,10 +254,12 @@ class Config(Strict):
     def recipe(self) -> dict:
         """What decides the model this config trains: everything but where the run goes (`run`), the threshold
         targets (applied after training), the device and where the datasets lie on disk. Two configs with
-        the same recipe train the same model from the same data, on any machine."""
+        the same recipe train the same model from the same data, on any machine. A dataset's stated license is
+        left out too: it is a fact about the data, not a choice that changes the model."""
         tree = self.model_dump(mode="json", exclude={"run": True, "thresholds": True, "train": {"device"}})
         for ds in tree["datasets"].values():
             ds.pop("path")
+            ds.pop("license")
         return tree
 
 

@@ -289,3 +289,52 @@ def test_config_label_maps_cover_every_raw_value(name, load):
         listed = set(rule.positive) | set(rule.negative) | set(rule.unknown)
         assert occurring <= listed, (category, sorted(occurring - listed))
         assert listed <= occurring, (category, sorted(listed - occurring))
+
+
+def _config_with(tmp_path, **dataset):
+    from moderation.config import config_from_dict
+    from tests.synthetic import tiny_config, write_dataset
+
+    data = write_dataset(tmp_path / "d.jsonl", n=20, seed=1)
+    raw = tiny_config(data, "minilm-package", tmp_path / "run")
+    raw["datasets"]["extra"] = {"loader": "jsonl", "path": str(data), **dataset}
+    raw["datasets"]["synthetic"]["license"] = "CC0-1.0"
+    raw["run"] = {**raw.get("run", {}), "permissive_only": True}
+    return config_from_dict(raw)
+
+
+def test_permissive_only_needs_a_stated_license_for_jsonl_data(tmp_path):
+    """A jsonl file could hold anything: a shipped model may train on it only when its license is stated and
+    permissive, or it is the platform's own posts."""
+    from moderation.data.build import check_permissive
+
+    with pytest.raises(DataError, match=r"datasets\.extra: no license stated .*datasets\.extra\.license"):
+        check_permissive(_config_with(tmp_path))
+    with pytest.raises(DataError, match=r"datasets\.extra: license 'GPL-3.0'"):
+        check_permissive(_config_with(tmp_path, license="GPL-3.0"))
+    with pytest.raises(DataError, match=r"license 'CC-BY-4.0 AND CC-BY-NC-4.0'"):
+        check_permissive(_config_with(tmp_path, license="CC-BY-4.0 AND CC-BY-NC-4.0"))
+    for fine in ("CC-BY-4.0", "MIT", "own"):
+        check_permissive(_config_with(tmp_path, license=fine))
+
+
+def test_a_license_is_stated_only_where_the_project_has_none_on_record(tmp_path):
+    from moderation.config import ConfigError, DatasetConfig
+
+    with pytest.raises((ConfigError, ValueError), match=r"license is stated only for loaders 'jsonl' and 'hub'"):
+        DatasetConfig(loader="olid", path="x", license="MIT")
+    with pytest.raises((ConfigError, ValueError), match=r"license: empty"):
+        DatasetConfig(loader="jsonl", path="x", license=" ")
+
+
+def test_the_shipped_config_states_every_license_and_review_exports_are_own_data(tmp_path):
+    from eval.promotion import add_reviewed
+    from moderation.data.build import check_permissive, dataset_license
+
+    config = load_config(REPO / "configs" / "default.yaml")
+    assert config.run.permissive_only
+    check_permissive(config)  # the hard negatives are the project's own text, Apache-2.0
+    assert dataset_license(config.datasets["hard_negatives"]) == "Apache-2.0"
+    retrained = add_reviewed(config.model_copy(deep=True), [tmp_path / "reviewed.jsonl"])
+    assert dataset_license(retrained.datasets["reviewed"]) == "own"
+    check_permissive(retrained)

@@ -105,14 +105,31 @@ def load_labelled(name: str, ds: DatasetConfig, config: Config, keep_target: boo
     return labelled.select_columns(KEEP_COLUMNS)
 
 
-def check_permissive(config: Config) -> None:
-    """A shipped model may only learn from permissively licensed data; name every dataset that is not."""
-    from moderation.data.sources import LICENSES, is_permissive
+def dataset_license(ds: DatasetConfig) -> str | None:
+    """The license on record for a public set's loader, or the one the config states for 'jsonl' / 'hub' data."""
+    from moderation.data.sources import LICENSES
 
-    bad = [f"datasets.{n}: license {LICENSES.get(d.loader, 'unknown')!r}" for n, d in config.datasets.items()
-           if d.loader in LICENSES and not is_permissive(d.loader)]
+    return ds.license if ds.loader in ("jsonl", "hub") else LICENSES.get(ds.loader)
+
+
+def check_permissive(config: Config) -> None:
+    """A shipped model may only learn from permissively licensed data (or the platform's own posts); name every
+    dataset that is not, or whose license nobody stated."""
+    from moderation.data.sources import LOADERS, OWN_DATA, license_is_permissive
+
+    bad = []
+    for name, ds in config.datasets.items():
+        if ds.loader not in LOADERS and ds.loader not in ("jsonl", "hub"):
+            continue  # an unknown loader is refused by name when the dataset loads
+        license_id = dataset_license(ds)
+        if license_id is None:
+            bad.append(f"datasets.{name}: no license stated (loader {ds.loader!r}); set datasets.{name}.license to "
+                       f"its SPDX id, or '{OWN_DATA}' for your platform's own posts")
+        elif license_id != OWN_DATA and not license_is_permissive(license_id):
+            bad.append(f"datasets.{name}: license {license_id!r}")
     if bad:
-        raise DataError("run.permissive_only is set, but these datasets are not permissively licensed:\n  " + "\n  ".join(bad))
+        raise DataError("run.permissive_only is set, but these datasets are not known to be permissively "
+                        "licensed:\n  " + "\n  ".join(bad))
 
 
 def _drop_superseded(merged, config: Config):

@@ -21,8 +21,8 @@ A config uses them through the generic loader, after writing the files once:
     python -m moderation.data.hard_negatives data/harmless_probe.jsonl --n 600 --seed 0 --split probe
 
     datasets:
-      hard_negatives: {loader: jsonl, path: data/hard_negatives.jsonl, use: train_only}
-      harmless_probe: {loader: jsonl, path: data/harmless_probe.jsonl, use: eval_only}
+      hard_negatives: {loader: jsonl, path: data/hard_negatives.jsonl, use: train_only, license: Apache-2.0}
+      harmless_probe: {loader: jsonl, path: data/harmless_probe.jsonl, use: eval_only, license: Apache-2.0}
 
 A `loader: hard_negatives` entry with `n` and `seed` would need new DatasetConfig fields and a new branch
 in moderation.data.build; the file route needs neither.

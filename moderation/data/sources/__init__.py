@@ -97,10 +97,22 @@ LICENSES: dict[str, str] = {
 PERMISSIVE_LICENSES = frozenset({"MIT", "CC0-1.0", "CC-BY-4.0", "Apache-2.0"})
 
 
+# The license a config gives a platform's own posts (review exports): theirs to train on, not a public set's.
+OWN_DATA = "own"
+
+
+def license_is_permissive(license_id: str) -> bool:
+    """True when every part of an SPDX expression joined by " AND " is in PERMISSIVE_LICENSES.
+
+    >>> license_is_permissive("CC-BY-4.0"), license_is_permissive("MIT AND GPL-3.0")
+    (True, False)
+    """
+    return all(part in PERMISSIVE_LICENSES for part in license_id.split(" AND "))
+
+
 def is_permissive(folder_name: str) -> bool:
     """True when every license the dataset is under is in PERMISSIVE_LICENSES."""
-    parts = LICENSES[folder_name].split(" AND ")
-    return all(part in PERMISSIVE_LICENSES for part in parts)
+    return license_is_permissive(LICENSES[folder_name])
 
 
-__all__ = ["LICENSES", "LOADERS", "PERMISSIVE_LICENSES", "is_permissive"]
+__all__ = ["LICENSES", "LOADERS", "OWN_DATA", "PERMISSIVE_LICENSES", "is_permissive", "license_is_permissive"]
