@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from eval.metrics import per_class_metrics
-from moderation.encoders.perturb import KINDS, ZERO_WIDTH, perturb, perturb_rows
+from moderation.encoders.perturb import EXACT, KINDS, WILD, ZERO_WIDTH, perturb, perturb_rows
 
 
 def evasion_table(scores_clean, scores_perturbed, labels, mask, categories: Sequence[str]) -> dict[str, dict]:
@@ -115,5 +115,5 @@ def format_settings_table(settings: dict[str, dict], deployed: str | None = None
     return "\n".join(lines)
 
 
-__all__ = ["KINDS", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
+__all__ = ["EXACT", "KINDS", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
            "format_settings_table", "perturb", "perturb_rows"]

@@ -182,6 +182,12 @@ class TrainConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     patience: int = Field(4, ge=1, description="epochs without a better mean validation PR-AUC")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Evasion augmentation: this share of the training text rows gains a copy with some words rewritten the way
+    # evaders write them (moderation.encoders.perturb; labels kept), so the head also learns from masked
+    # ("b*dword") and stretched ("baaadword") words that the normaliser does not read back. 0 = off.
+    evasion_augment: float = Field(0.0, ge=0, le=1)
+    evasion_augment_kind: Literal["mixed", "wild", "any"] = Field(
+        "wild", description="mixed: rewrites the normaliser reads back; wild: masked and stretched; any: all")
 
 
 class ThresholdConfig(Strict):

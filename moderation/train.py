@@ -47,6 +47,27 @@ class TrainResult:
     seconds: dict[str, float]  # wall time per stage: data, encode, fit
 
 
+def with_evasion_copies(train_split, rate: float, kind: str, seed: int):
+    """The training rows, then a rewritten copy (`perturb_rows(rate, seed, kind)`) of a seeded share of the rows
+    with text, labels kept, id suffixed with the kind. Copies stay in the training split: validation, test and
+    every held-out source are scored as written."""
+    import datasets
+
+    from moderation.encoders.perturb import perturb_rows
+
+    texts = train_split["text"]
+    rewritten = perturb_rows(texts, rate, seed, kind)
+    picked = [i for i, (before, after) in enumerate(zip(texts, rewritten)) if before and after != before]
+    if not picked:
+        return train_split
+    copies = train_split.select(picked).map(
+        lambda row, j: {"text": rewritten[picked[j]], "id": f"{row['id']}~{kind}"}, with_indices=True,
+        desc="evasion copies")
+    log.info("evasion augmentation: %d rewritten copies (%s) added to %d training rows", len(copies), kind,
+             len(train_split))
+    return datasets.concatenate_datasets([train_split, copies])
+
+
 def pick_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -248,6 +269,9 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     torch.manual_seed(config.train.seed)  # the head's initial weights too: a rerun gives the same model
     clock = time.perf_counter()
     splits = build_splits(config)
+    if config.train.evasion_augment:
+        splits["train"] = with_evasion_copies(splits["train"], config.train.evasion_augment,
+                                              config.train.evasion_augment_kind, config.train.seed)
     log.info("rows: %s", {k: len(v) for k, v in splits.items()})
     seconds = {"data": time.perf_counter() - clock}
     clock = time.perf_counter()

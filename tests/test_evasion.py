@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
 from eval.evasion import (
+    EXACT,
     KINDS,
     ZERO_WIDTH,
     evasion_benchmark,
@@ -34,7 +36,7 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", EXACT)
 def test_normaliser_undoes_each_kind(kind):
     for seed in range(40):
         rng = random.Random(seed)
@@ -58,6 +60,28 @@ def test_kinds_write_what_they_say():
     assert perturb("badwordx", "spaced", rng) == "b a d w o r d x"
     homoglyph = perturb("badwordx", "homoglyph", rng)
     assert not homoglyph.isascii() and any(c.isascii() for c in homoglyph)
+    punctuated = perturb("badwordx", "punctuated", rng)
+    assert punctuated.replace(punctuated[1], "") == "badwordx" and punctuated[1] in ".-_"
+    masked = perturb("badwordx", "masked", rng)
+    assert masked[0] == "b" and masked[-1] == "x" and any(c in "*#%" for c in masked) and len(masked) == 8
+    assert masked.translate(str.maketrans("", "", "*#%")) in ("bdwordx", "badwrdx", "bdwrdx")  # vowels first
+    stretched = perturb("badwordx", "stretched", rng)
+    assert len(stretched) in (10, 11, 12) and re.sub(r"(.)\1+", r"\1", stretched) == "badwordx"
+
+
+def test_wild_kinds_are_what_the_normaliser_leaves():
+    """masked and stretched words are not read back (the benchmark measures what that costs); the normaliser
+    must not mangle them either: a masked word glued to a lone letter is not a spaced-out word."""
+    rng = random.Random(0)
+    for kind in ("masked", "stretched", "wild"):
+        perturbed = perturb("please remove this badwordx now", kind, rng, word_rate=1.0)
+        assert normalize_text(perturbed) == perturbed
+    assert normalize_text("a#d I h*te th%s") == "a#d I h*te th%s"
+    kinds_drawn = set()
+    for seed in range(30):
+        out = perturb("badwordx", "any", random.Random(seed))
+        kinds_drawn.add("wild" if normalize_text(out) != "badwordx" else "exact")
+    assert kinds_drawn == {"wild", "exact"}
 
 
 def test_perturb_is_seeded_and_leaves_text_without_words():
@@ -127,7 +151,8 @@ def test_benchmark_shows_the_drop_and_normalising_removes_it():
     normalised = evasion_benchmark(placeholder_scorer(True), texts, labels, mask, ["hate"], seed=0, word_rate=1.0)
     assert set(raw) == set(KINDS)
     assert all(raw[kind]["hate"]["drop"] > 0.05 for kind in KINDS)
-    assert all(normalised[kind]["hate"]["drop"] == 0.0 for kind in KINDS)
+    assert all(normalised[kind]["hate"]["drop"] == 0.0 for kind in EXACT)
+    assert all(normalised[kind]["hate"]["drop"] > 0.05 for kind in ("masked", "stretched", "wild"))
 
 
 def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert, tmp_path):

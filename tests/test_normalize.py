@@ -194,3 +194,19 @@ def test_text_encoder_normalizes_when_configured_and_keys_its_cache_on_it(tiny_b
     assert normalizing.windows([evaded]).input_ids == plain.windows([clean]).input_ids
     assert plain.windows([evaded]).input_ids != plain.windows([clean]).input_ids  # off by default
     assert normalizing.identity != plain.identity
+
+
+@pytest.mark.parametrize("written, read", [
+    ("a s.t.u.p.i.d idea", "a stupid idea"),
+    ("i-d-i-o-t!", "idiot!"),
+    ("(h_a_t_e)", "(hate)"),
+    ("in the U.S.A. today", "in the USA. today"),
+])
+def test_letters_joined_by_punctuation_are_joined(written, read):
+    assert normalize_text(written) == read
+
+
+@pytest.mark.parametrize("kept", ["e.g. this", "at 9 a.m. sharp", "file a.b.cde", "www.a.b.c", "a.b-c d",
+                                  "snake_case_name", "v1.2.3", "A-1-B"])
+def test_punctuation_between_letters_is_left_where_it_is_not_one_spelled_out_word(kept):
+    assert normalize_text(kept) == kept

@@ -115,3 +115,25 @@ def test_training_is_reproducible(tiny_bert, tmp_path):
     config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", train={"epochs": 3}))
     first, second = (train(config, mean_ap, progress=False).model.state_dict() for _ in range(2))
     assert all(np.array_equal(first[k].numpy(), second[k].numpy()) for k in first)
+
+
+def test_evasion_augmentation_adds_rewritten_copies_to_training_only(tiny_bert, tmp_path):
+    from moderation.data.build import build_splits
+    from moderation.train import with_evasion_copies
+
+    data = write_dataset(tmp_path / "d.jsonl", n=200, seed=4)
+    config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", train={"epochs": 2,
+                                          "evasion_augment": 0.5, "evasion_augment_kind": "wild"}))
+    plain = build_splits(config)["train"]
+    augmented = with_evasion_copies(plain, 0.5, "wild", seed=0)
+    copies = augmented.select(range(len(plain), len(augmented)))
+    assert 0.3 * len(plain) < len(copies) < 0.7 * len(plain)
+    originals = {r["id"]: r for r in plain}
+    for copy in copies:
+        original = originals[copy["id"].removesuffix("~wild")]
+        assert copy["text"] != original["text"] and copy["labels"] == original["labels"]
+        assert copy["label_mask"] == original["label_mask"] and copy["split"] == "train"
+    assert with_evasion_copies(plain, 0.5, "wild", seed=0)["text"] == augmented["text"]  # seeded
+    result = train(config, mean_ap, progress=False)
+    assert len(result.splits["train"]) == len(augmented)
+    assert len(result.splits["validation"]) == len(build_splits(config)["validation"])  # scored as written

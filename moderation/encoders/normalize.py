@@ -10,8 +10,10 @@
    control characters other than tab and line breaks, and combining marks stacked on an ASCII letter
    ("strike-through" and zalgo text) are removed. Zero-width (non-)joiners are kept between non-Latin
    characters, where they are real orthography (Persian, Indic scripts) or build emoji sequences.
-3. Spaced letters: a run of at least three single Latin letters (or look-alikes) separated by one space is
-   joined ("h a t e" -> "hate"; "F a k e  N e w s" -> "Fake  News"; a leading pronoun stays apart:
+3. Spaced letters: letters joined by one kind of punctuation are joined first ("s.t.u.p.i.d", "i-d-i-o-t",
+   "h_a_t_e" -> "stupid", "idiot", "hate"; three or more single ASCII letters, one separator throughout;
+   "e.g." and "a.m." stay, "U.S.A." becomes "USA."). Then a run of at least three single Latin letters (or
+   look-alikes) separated by one space is joined ("h a t e" -> "hate"; "F a k e  N e w s" -> "Fake  News"; a leading pronoun stays apart:
    "I h a t e" -> "I hate"). Shorter runs are left ("plan B" and "I a" are ordinary), and so is chat-speak
    of up to four letters ("u r a", "y r u"); an enumeration of three or more single capitals ("A B C") is
    joined, which changes no meaning.
@@ -49,6 +51,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+
+# Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
+# includes it, so texts cached under an older rule are embedded again. 2: punctuated letters, mask symbols.
+VERSION = 2
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
 _JOINERS = {"\u200c", "\u200d"}
@@ -155,7 +161,8 @@ def _spaced_pattern() -> re.Pattern:
     # contraction's apostrophe ("Trump's a a"; a quote is fine: "'c r u e l'"), nor a leet symbol inside a
     # word ("sh!t", "p@rk"); a closing "!" is punctuation ("g r e a t!"). One space between letters: two
     # spaces are a word boundary ("F a k e  N e w s").
-    return re.compile(rf"(?<![\w@$!])(?<!\w['’]){letter}(?: {letter}){{2,}}(?!\w|[@$!]+\w)")
+    # A mask symbol glued to a letter ("b*d", "f#ck") makes it part of a word too.
+    return re.compile(rf"(?<![\w@$!*#%])(?<!\w['’]){letter}(?: {letter}){{2,}}(?!\w|[@$!*#%]+\w)")
 
 
 def rejoin_spaced(text: str) -> str:
@@ -165,6 +172,21 @@ def rejoin_spaced(text: str) -> str:
     'I hate this, plan B, a b'
     """
     return _spaced_pattern().sub(_join, text)
+
+
+# Letters joined by one kind of punctuation ("s.t.u.p.i.d", "i-d-i-o-t", "h_a_t_e"): three or more single ASCII
+# letters with the same separator throughout and nothing word-like glued to either end. Two-letter
+# abbreviations ("e.g.", "a.m.") are left; "U.S.A." reads "USA.", which changes no meaning.
+_PUNCTUATED = re.compile(r"(?<![\w.\-])([A-Za-z])([._-])[A-Za-z](?:\2[A-Za-z])+(?!\w|[._-]\w)")
+
+
+def rejoin_punctuated(text: str) -> str:
+    """Join runs of three or more single letters separated by one kind of punctuation.
+
+    >>> rejoin_punctuated("a s.t.u.p.i.d i-d-e-a, e.g. at 9 a.m. in the U.S.A.")
+    'a stupid idea, e.g. at 9 a.m. in the USA.'
+    """
+    return _PUNCTUATED.sub(lambda m: m.group(0).replace(m.group(2), ""), text)
 
 
 def _join(match: re.Match) -> str:
@@ -276,10 +298,11 @@ def normalize_text(text: str) -> str:
         raise TypeError(f"normalize_text expects a str, got {type(text).__name__}")
     text = nfkc(text)
     text = strip_invisible(text)
+    text = rejoin_punctuated(text)  # first: "p.u.n.c" next to a spaced word must not read as a lone letter
     text = rejoin_spaced(text)
     text = fold_confusables(text)
     return fold_leet(text)
 
 
-__all__ = ["LEET", "NUMERONYMS", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
-           "rejoin_spaced", "strip_invisible"]
+__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
+           "rejoin_punctuated", "rejoin_spaced", "strip_invisible"]

@@ -6,7 +6,14 @@
 - `homoglyph`: some letters become Cyrillic/Greek look-alikes, at least one Latin letter stays per word;
 - `zero_width`: zero-width characters go between letters ("bad\\u200bword");
 - `spaced`: a word is spelled out with spaces ("b a d w o r d");
-- `mixed`: each chosen word gets one of the four, at random.
+- `punctuated`: the letters are joined by a dot, hyphen or underscore ("badword" -> "b.a.d.w.o.r.d");
+- `mixed`: each chosen word gets one of the five, at random;
+
+and two the normaliser does not invert (`WILD`), the way evaders also write, to measure what it leaves:
+
+- `masked`: one or two inner letters, vowels first, become a symbol ("badword" -> "b*dword", "b#dw*rd");
+- `stretched`: one letter is repeated two to four more times ("badword" -> "baaadword");
+- `wild`: each chosen word gets one of these two, at random.
 
 Words are picked at random (`word_rate` of the eligible ones, at least one), since neither augmentation
 nor the benchmark knows which word carries the harm. Each kind only writes what
@@ -16,8 +23,11 @@ is, spaced never touches a word next to a single letter or another spaced word, 
 ("I n d i a n", chat-speak-like "r u i n"). So on a model with `text_encoder.normalize` the evasion drop
 measures what normalisation leaves, and on one without it, what the rewrites cost.
 
-`perturb_rows(texts, rate, seed)` perturbs a seeded share of rows: a small rate is training augmentation,
-1.0 the evasion benchmark (eval.evasion, which also builds the clean-vs-perturbed PR-AUC table). It lives
+Only the first five and mixed (`MIRRORED`) are built to read back exactly; a zero drop on the wild kinds
+would be robustness, not construction. `any` draws each word's kind from all seven.
+
+`perturb_rows(texts, rate, seed)` perturbs a seeded share of rows: a small rate is training augmentation
+(`train.evasion_augment`), 1.0 the evasion benchmark (eval.evasion, which also builds the clean-vs-perturbed PR-AUC table). It lives
 beside the normaliser it mirrors (the encoders layer), where training may import it and eval too; training
 may not import eval.
 """
@@ -35,7 +45,16 @@ from moderation.encoders.normalize import LEET, confusable_table, fold_leet, rej
 
 log = logging.getLogger(__name__)
 
-KINDS = ("leet", "homoglyph", "zero_width", "spaced", "mixed")
+# Rewrites the normaliser reads back exactly, and "mixed" (one of them per word).
+MIRRORED = ("leet", "homoglyph", "zero_width", "spaced", "punctuated")
+# Rewrites it does not invert, and "wild" (one of them per word).
+WILD = ("masked", "stretched")
+KINDS = (*MIRRORED, "mixed", *WILD, "wild", "any")
+EXACT = (*MIRRORED, "mixed")  # the kinds `normalize_text` reads back exactly
+_DRAW = {"mixed": MIRRORED, "wild": WILD, "any": MIRRORED + WILD}
+MASKS = ("*", "*", "#", "%")  # "*" is by far the most common mask
+PUNCTUATION = (".", "-", "_")
+VOWELS = frozenset("aeiouAEIOU")
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
 
 # {letter: leet characters the normaliser folds back to it}; "!" is left out, it reads as punctuation.
@@ -98,6 +117,26 @@ def _spaced(word: str, rng: random.Random) -> str:
     return out if rejoin_spaced(out) == word else word
 
 
+def _masked(word: str, rng: random.Random) -> str:
+    inner = range(1, len(word) - 1)
+    vowels = [i for i in inner if word[i] in VOWELS]
+    chosen = rng.sample(vowels or list(inner), min(len(vowels or inner), 1 if len(word) <= 5 else rng.randint(1, 2)))
+    chars = list(word)
+    for i in chosen:
+        chars[i] = rng.choice(MASKS)
+    return "".join(chars)
+
+
+def _stretched(word: str, rng: random.Random) -> str:
+    vowels = [i for i, c in enumerate(word) if c in VOWELS]
+    i = rng.choice(vowels or [len(word) - 1])
+    return word[:i + 1] + word[i] * rng.randint(2, 4) + word[i + 1:]
+
+
+def _punctuated(word: str, rng: random.Random) -> str:
+    return rng.choice(PUNCTUATION).join(word)
+
+
 # A token: punctuation, ASCII letters, punctuation ("(badword)," but not "badword1" or "don't").
 _TOKEN = re.compile(r"([^\w]*)([A-Za-z]+)([^\w]*)")
 _HANDLE = re.compile(r"[@#/:]")  # handles, hashtags and URLs: the normaliser leaves their leet alone
@@ -105,8 +144,9 @@ _SINGLE_AT_END = re.compile(r"(?<!\w)[^\W\d_]$")
 _SINGLE_AT_START = re.compile(r"^[^\W\d_](?!\w)")
 
 
-_REWRITE = {"leet": _leet, "homoglyph": _homoglyph, "zero_width": _zero_width, "spaced": _spaced}
-_MIN_LENGTH = {"leet": 3, "homoglyph": 2, "zero_width": 2, "spaced": 3}
+_REWRITE = {"leet": _leet, "homoglyph": _homoglyph, "zero_width": _zero_width, "spaced": _spaced,
+            "masked": _masked, "stretched": _stretched, "punctuated": _punctuated}
+_MIN_LENGTH = {"leet": 3, "homoglyph": 2, "zero_width": 2, "spaced": 3, "masked": 3, "stretched": 3, "punctuated": 3}
 
 
 def _check_kind(kind: str) -> None:
@@ -140,7 +180,7 @@ def perturb(text: str, kind: str, rng: random.Random, word_rate: float = 0.5) ->
     spaced: set[int] = set()
     for i in chosen:
         prefix, word, suffix = words[i].groups()
-        word_kind = rng.choice(KINDS[:-1]) if kind == "mixed" else kind
+        word_kind = rng.choice(_DRAW[kind]) if kind in _DRAW else kind
         if len(word) < _MIN_LENGTH[word_kind] or (word_kind == "spaced" and not _may_space(pieces, i, prefix, spaced)):
             continue
         if word_kind == "spaced":
@@ -184,4 +224,4 @@ def perturb_rows(texts: Sequence[str | None], rate: float, seed: int, kind: str 
     return out
 
 
-__all__ = ["KINDS", "ZERO_WIDTH", "perturb", "perturb_rows"]
+__all__ = ["EXACT", "KINDS", "MIRRORED", "WILD", "ZERO_WIDTH", "perturb", "perturb_rows"]

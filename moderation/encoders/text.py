@@ -23,6 +23,7 @@ import torch
 
 from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
+from moderation.encoders.normalize import VERSION as NORMALIZER_VERSION
 from moderation.encoders.normalize import normalize_text
 from moderation.encoders.packaged import MINILM, resolve_model_path
 
@@ -152,7 +153,7 @@ class TextEncoder(torch.nn.Module):
             raw += "|bf16"
         # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
         if c.normalize:
-            raw += "|normalize"
+            raw += "|normalize" + (f"-v{NORMALIZER_VERSION}" if NORMALIZER_VERSION > 1 else "")
         if self.adapter:  # the same base with another adapter embeds differently
             raw += f"|adapter:{self.adapter}"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
