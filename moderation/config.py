@@ -182,6 +182,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(1e-4, ge=0)
     patience: int = Field(4, ge=1, description="epochs without a better mean validation PR-AUC")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Fine-tuning (text_encoder.finetune) batches: texts of similar length go together (length bucketing, batch
+    # order shuffled each epoch), at most batch_size texts and at most this many padded tokens per batch.
+    finetune_tokens_per_batch: int = Field(4096, ge=16)
     # Evasion augmentation: this share of the training text rows gains a copy with some words rewritten the way
     # evaders write them (moderation.encoders.perturb; labels kept), so the head also learns from masked
     # ("b*dword") and stretched ("baaadword") words that the normaliser does not read back. 0 = off.

@@ -214,14 +214,22 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
     if text_encoder is not None:
         text_encoder.train()
     total, steps = 0.0, 0
-    order = rng.permutation(len(train))
-    for start in range(0, len(train), config.train.batch_size):
-        idx = order[start:start + config.train.batch_size]
+    if text_encoder is None:
+        order = rng.permutation(len(train))
+        batches = [order[i:i + config.train.batch_size] for i in range(0, len(train), config.train.batch_size)]
+    else:
+        batches = texts["train_batches"](rng)
+    for idx in batches:
         inputs = train.batch(idx, device)
         if text_encoder is not None:
-            win = text_encoder.windows([texts["train"][i] for i in idx])
-            ids, attn = text_encoder.pad(win.input_ids, device)
-            inputs["text_windows"], inputs["owner"] = text_encoder(ids, attn), torch.from_numpy(win.owner).to(device)
+            windows = [w for i in idx for w in texts["train_windows"][i]]
+            owner = np.repeat(np.arange(len(idx)), [len(texts["train_windows"][i]) for i in idx])
+            ids, attn = text_encoder.pad(windows, device)
+            # bf16 autocast where the CPU multiplies bf16 natively (the same rule as frozen encoding); the
+            # adapters' weights and the optimiser stay in fp32, and the head sees fp32 embeddings.
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=text_encoder.uses_bf16(device)):
+                embedded = text_encoder(ids, attn)
+            inputs["text_windows"], inputs["owner"] = embedded.float(), torch.from_numpy(owner).to(device)
         label, mask = train.targets(idx, device)
         mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
         logits = model(**inputs)
@@ -238,6 +246,40 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
     if text_encoder is not None:
         text_encoder.eval()
     return total / max(steps, 1)
+
+
+def bucketed_batches(window_lengths: list[list[int]], batch_size: int, max_tokens: int, rng) -> list[np.ndarray]:
+    """Length bucketing for fine-tuning: texts sorted by their longest window, cut into batches of at most
+    `batch_size` texts and `max_tokens` padded tokens (windows x longest window; a text over the budget goes
+    alone), the batch order shuffled by `rng`. Every text is in exactly one batch.
+
+    >>> [b.tolist() for b in bucketed_batches([[3], [250], [5], [4, 2]], 4, 256, np.random.default_rng(0))]
+    [[0, 3, 2], [1]]
+    """
+    longest = np.array([max(lengths) if lengths else 0 for lengths in window_lengths])
+    batches, current, windows, width = [], [], 0, 0
+    for i in np.argsort(longest, kind="stable"):
+        n, w = len(window_lengths[i]), max(width, int(longest[i]))
+        if current and (len(current) == batch_size or (windows + n) * w > max_tokens):
+            batches.append(np.asarray(current))
+            current, windows, w = [], 0, int(longest[i])
+        current.append(int(i))
+        windows, width = windows + n, w
+    if current:
+        batches.append(np.asarray(current))
+    return [batches[j] for j in rng.permutation(len(batches))]
+
+
+def _finetuning_inputs(text_encoder, texts: dict[str, list[str]], config: Config) -> dict:
+    """Training texts tokenised once into windows, and a per-epoch batcher over them (length bucketing)."""
+    win = text_encoder.windows(texts["train"])
+    per_text: list[list[list[int]]] = [[] for _ in texts["train"]]
+    for ids, owner in zip(win.input_ids, win.owner):
+        per_text[owner].append(ids)
+    lengths = [[len(ids) for ids in windows] for windows in per_text]
+    cfg = config.train
+    return {**texts, "train_windows": per_text,
+            "train_batches": lambda rng: bucketed_batches(lengths, cfg.batch_size, cfg.finetune_tokens_per_batch, rng)}
 
 
 def _encode_in_loop(text_encoder, texts: list[str], like: Features, device: str) -> Features:
@@ -307,6 +349,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
         _prepare_finetuning(text_encoder, config)
         train_texts = [t or "" for t in splits["train"]["text"]]
         texts = {"train": [train_texts[i] for i in keep], "validation": [t or "" for t in splits["validation"]["text"]]}
+        texts = _finetuning_inputs(text_encoder, texts, config)
     history = fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
                   progress, log_path, text_encoder if finetune else None, texts)
     if finetune:

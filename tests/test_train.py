@@ -137,3 +137,22 @@ def test_evasion_augmentation_adds_rewritten_copies_to_training_only(tiny_bert, 
     result = train(config, mean_ap, progress=False)
     assert len(result.splits["train"]) == len(augmented)
     assert len(result.splits["validation"]) == len(build_splits(config)["validation"])  # scored as written
+
+
+def test_fine_tuning_batches_are_length_bucketed_within_the_token_budget():
+    from moderation.train import bucketed_batches
+
+    rng = np.random.default_rng(0)
+    lengths = [[int(n)] * int(w) for n, w in zip(rng.integers(5, 256, 500), rng.integers(1, 4, 500))]
+    batches = bucketed_batches(lengths, batch_size=32, max_tokens=2048, rng=np.random.default_rng(1))
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(500))  # every text once per epoch
+    for b in batches:
+        windows, width = sum(len(lengths[i]) for i in b), max(max(lengths[i]) for i in b)
+        assert len(b) <= 32 and (windows * width <= 2048 or len(b) == 1)
+    # Bucketing: far fewer padded tokens than batches of 32 in random order.
+    padded = lambda bs: sum(sum(len(lengths[i]) for i in b) * max(max(lengths[i]) for i in b) for b in bs)
+    shuffled = np.random.default_rng(2).permutation(500)
+    assert padded(batches) < 0.7 * padded([shuffled[i:i + 32] for i in range(0, 500, 32)])
+    again = bucketed_batches(lengths, batch_size=32, max_tokens=2048, rng=np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # seeded
