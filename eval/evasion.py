@@ -77,6 +77,13 @@ def evasion_benchmark(score_texts: Callable[[list[str]], np.ndarray], texts: Seq
     return tables
 
 
+# What the kinds are, said once for BENCHMARKS.md and the model card.
+KINDS_NOTE = ("Kinds leet, homoglyph, zero_width, spaced, punctuated and mixed (one of those per word) are what the "
+              "normaliser is built to read back: a zero drop there with the normaliser on shows it undoes them, not "
+              "robustness. masked (b*dword), stretched (baaadword) and wild (one of those two per word) are rewrites it "
+              "does not invert: their drop is what evaders still win; any draws each word's kind from all seven.")
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -115,5 +122,5 @@ def format_settings_table(settings: dict[str, dict], deployed: str | None = None
     return "\n".join(lines)
 
 
-__all__ = ["EXACT", "KINDS", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
+__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
            "format_settings_table", "perturb", "perturb_rows"]

@@ -253,15 +253,14 @@ def _evasion(measured: Mapping | None) -> list[str]:
     """PR-AUC lost when words are rewritten the way evaders write them (`moderation bench evasion`)."""
     if not measured:
         return []
-    from eval.evasion import format_evasion_table, format_settings_table
+    from eval.evasion import KINDS_NOTE, format_evasion_table, format_settings_table
 
     lines = ["## Evasion (rewritten words)", "",
              f"`moderation bench evasion`: {measured['rows']} test posts, every post rewritten (half its words) by each "
-             "kind; drop = PR-AUC clean minus rewritten, mean over classes. The rewrites are the ones the normaliser "
-             "is built to undo, so a small drop with the normaliser on shows it undoes them, not robustness to "
-             "other rewrites (other scripts' look-alikes, misspellings).", "",
+             f"kind; drop = PR-AUC clean minus rewritten, mean over classes. {KINDS_NOTE}", "",
              format_settings_table(measured["settings"], measured.get("deployed"))]
-    deployed = measured["settings"].get(measured.get("deployed"))
-    if deployed:
-        lines += ["", "Per class, mixed rewrites, as deployed:", "", format_evasion_table(deployed["mixed"])]
+    deployed = measured["settings"].get(measured.get("deployed")) or {}
+    for kind in ("mixed", "wild"):
+        if kind in deployed:
+            lines += ["", f"Per class, {kind} rewrites, as deployed:", "", format_evasion_table(deployed[kind])]
     return [*lines, ""]

@@ -2,8 +2,7 @@
 
 The run's own test split (rebuilt from its config; text posts, at most `--max-rows`, seeded sample) is scored
 through `Moderator.score_arrays` (the serving path) as written, and again after each perturbation kind of
-`moderation.encoders.perturb` (leet, homoglyph, zero_width, spaced, mixed; every row rewritten, half its
-words). `eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at
+`moderation.encoders.perturb` (every kind; every row rewritten, half its words). `eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at
 most 0.01 per class). Two encoder settings side by side:
 
 - *as trained*: the run's `text_encoder.normalize`, i.e. what the run deploys (the per-class table and the
@@ -16,8 +15,9 @@ most 0.01 per class). Two encoder settings side by side:
 The measurement is also kept in the run directory (`evasion.json`, replaced when the run is retrained), so
 the next `moderation evaluate --run RUN` puts the evasion table into the model card.
 
-The rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop is expected by
-construction, and the table says so.
+Most rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop on those is expected
+by construction, and the table says so; masked and stretched words (kinds `masked`, `stretched`, `wild`) are
+not read back, and their drop is what evaders still win.
 """
 
 from __future__ import annotations
@@ -78,19 +78,18 @@ def measure(args) -> dict:
 
 
 def report(m: dict, args) -> str:
-    from eval.evasion import format_evasion_table, format_settings_table
+    from eval.evasion import KINDS_NOTE, format_evasion_table, format_settings_table
 
-    deployed = m["settings"][m["deployed"]]["mixed"]
-    met = all(r["drop"] is None or r["drop"] <= 0.01 for r in deployed.values())
+    settings = m["settings"][m["deployed"]]
     lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
              "(half its words) by each kind. Drop = PR-AUC clean minus perturbed, mean over classes with labels; "
-             "target at most 0.01 per class. Read the normaliser row for what it is: the rewrites are the ones "
-             "`moderation.encoders.perturb` writes, which mirror what the normaliser undoes, so a zero drop there "
-             "shows it undoes them exactly and (clean column) leaves ordinary text as it was, not robustness to "
-             "rewrites outside that set (other scripts' look-alikes, misspellings, words split by punctuation).",
-             "", format_settings_table(m["settings"], m["deployed"]), "",
-             f"Per class, mixed rewrites, {m['deployed']} (as the run deploys it): target {common.verdict(met)}.",
-             "", format_evasion_table(deployed), ""]
+             f"target at most 0.01 per class. {KINDS_NOTE}", "", format_settings_table(m["settings"], m["deployed"]), ""]
+    for kind, what in (("mixed", "rewrites the normaliser reads back"), ("wild", "rewrites it does not invert")):
+        if kind not in settings:  # measured before the kind existed
+            continue
+        met = all(r["drop"] is None or r["drop"] <= 0.01 for r in settings[kind].values())
+        lines += [f"Per class, {kind} ({what}), {m['deployed']} (as the run deploys it): target {common.verdict(met)}.",
+                  "", format_evasion_table(settings[kind]), ""]
     return "\n".join(lines)
 
 
