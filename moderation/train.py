@@ -222,14 +222,7 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
     for idx in batches:
         inputs = train.batch(idx, device)
         if text_encoder is not None:
-            windows = [w for i in idx for w in texts["train_windows"][i]]
-            owner = np.repeat(np.arange(len(idx)), [len(texts["train_windows"][i]) for i in idx])
-            ids, attn = text_encoder.pad(windows, device)
-            # bf16 autocast where the CPU multiplies bf16 natively (the same rule as frozen encoding); the
-            # adapters' weights and the optimiser stay in fp32, and the head sees fp32 embeddings.
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=text_encoder.uses_bf16(device)):
-                embedded = text_encoder(ids, attn)
-            inputs["text_windows"], inputs["owner"] = embedded.float(), torch.from_numpy(owner).to(device)
+            inputs["text_windows"], inputs["owner"] = encode_batch(text_encoder, texts["train_windows"], idx, device)
         label, mask = train.targets(idx, device)
         mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
         logits = model(**inputs)
@@ -270,12 +263,32 @@ def bucketed_batches(window_lengths: list[list[int]], batch_size: int, max_token
     return [batches[j] for j in rng.permutation(len(batches))]
 
 
+def encode_batch(text_encoder, windows_per_text: list[list[list[int]]], idx, device: str,
+                 bf16: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fine-tuning forward pass for texts `idx`: their windows padded and encoded with gradients, and each
+    window's position in `idx`. bf16 autocast (default: where the CPU multiplies bf16 natively, the rule frozen
+    encoding follows) covers the encoder only: adapters and optimiser stay fp32, the head sees fp32."""
+    windows = [w for i in idx for w in windows_per_text[i]]
+    owner = np.repeat(np.arange(len(idx)), [len(windows_per_text[i]) for i in idx])
+    ids, attn = text_encoder.pad(windows, device)
+    enabled = text_encoder.uses_bf16(device) if bf16 is None else bf16
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled):
+        embedded = text_encoder(ids, attn)
+    return embedded.float(), torch.from_numpy(owner).to(device)
+
+
+def windows_per_text(text_encoder, texts: list[str]) -> list[list[list[int]]]:
+    """Each text's token windows, tokenised once for every epoch."""
+    win = text_encoder.windows(texts)
+    out: list[list[list[int]]] = [[] for _ in texts]
+    for ids, owner in zip(win.input_ids, win.owner):
+        out[owner].append(ids)
+    return out
+
+
 def _finetuning_inputs(text_encoder, texts: dict[str, list[str]], config: Config) -> dict:
     """Training texts tokenised once into windows, and a per-epoch batcher over them (length bucketing)."""
-    win = text_encoder.windows(texts["train"])
-    per_text: list[list[list[int]]] = [[] for _ in texts["train"]]
-    for ids, owner in zip(win.input_ids, win.owner):
-        per_text[owner].append(ids)
+    per_text = windows_per_text(text_encoder, texts["train"])
     lengths = [[len(ids) for ids in windows] for windows in per_text]
     cfg = config.train
     return {**texts, "train_windows": per_text,
@@ -292,7 +305,7 @@ def _encode_in_loop(text_encoder, texts: list[str], like: Features, device: str)
                     label_mask=like.label_mask, extras=like.extras)
 
 
-def _prepare_finetuning(text_encoder, config: Config):
+def prepare_finetuning(text_encoder, config: Config):
     """Make the text encoder trainable: all weights, or LoRA adapters through peft."""
     if config.text_encoder.finetune == "lora":
         from peft import LoraConfig, get_peft_model
@@ -346,7 +359,7 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     finetune = config.text_encoder.finetune != "frozen" and text_encoder is not None
     texts = None
     if finetune:
-        _prepare_finetuning(text_encoder, config)
+        prepare_finetuning(text_encoder, config)
         train_texts = [t or "" for t in splits["train"]["text"]]
         texts = {"train": [train_texts[i] for i in keep], "validation": [t or "" for t in splits["validation"]["text"]]}
         texts = _finetuning_inputs(text_encoder, texts, config)

@@ -218,3 +218,23 @@ def test_serving_benchmark_needs_an_app_builder_and_never_names_serve_itself():
     assert args.app is None
     with pytest.raises(ValueError, match="--app package.module:function"):
         serving.run(args)
+
+
+def test_finetune_speed_bench_runs_every_way_on_the_same_texts(tiny_bert, tmp_path):
+    import yaml
+
+    from eval.benchmarks import finetune_speed
+    from tests.synthetic import tiny_config, write_dataset
+
+    data = write_dataset(tmp_path / "d.jsonl", n=120, seed=3)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(data, tiny_bert, tmp_path / "run",
+                                                 train={"batch_size": 8, "finetune_tokens_per_batch": 64})))
+    args = finetune_speed.build_parser().parse_args(["--config", str(config), "--texts", "40", "--rounds", "1", "--batch-size", "8",
+                                                     "--no-write"])
+    m = finetune_speed.measure(args)
+    ways = {r["way"]: r for r in m["rows"]}
+    assert m["texts"] == 40 and {"random batches, fp32", "length-bucketed, fp32"} <= set(ways)
+    assert all(r["texts_per_second"] > 0 for r in m["rows"])
+    assert ways["length-bucketed, fp32"]["padded_tokens"] < ways["random batches, fp32"]["padded_tokens"]
+    assert "| random batches, fp32 |" in finetune_speed.report(m)

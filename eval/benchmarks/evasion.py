@@ -51,6 +51,10 @@ def measure(args) -> dict:
     from eval.evasion import KINDS, evasion_benchmark
     from moderation.moderator import Moderator
 
+    kinds = args.kinds or KINDS
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise SystemExit(f"--kinds: unknown {unknown} (known: {', '.join(KINDS)})")
     moderator = Moderator(args.run)
     if moderator.text_encoder is None:
         raise SystemExit(f"{moderator.run_dir}: the model reads no text, so evasion of text does not apply")
@@ -70,8 +74,8 @@ def measure(args) -> dict:
             return moderator.score_arrays(texts, batch_size=64).fused
 
         out[name] = evasion_benchmark(score, cols["text"], labels, mask, moderator.categories, seed=args.seed,
-                                      kinds=KINDS)
-        log.info("%s: %d texts x %d kinds scored in %.0f s", name, len(cols["text"]), len(KINDS) + 1,
+                                      kinds=kinds)
+        log.info("%s: %d texts x %d kinds scored in %.0f s", name, len(cols["text"]), len(kinds) + 1,
                  time.perf_counter() - started)
     return {"run_dir": str(moderator.run_dir), "version": moderator.version, "rows": len(cols["text"]),
             "categories": moderator.categories, "settings": out, "deployed": next(iter(out))}
@@ -111,5 +115,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", help="run directory (default: the shipped model)")
     parser.add_argument("--max-rows", type=int, default=2000, help="test posts scored (seeded sample)")
+    parser.add_argument("--kinds", nargs="+", help="rewrite kinds to measure (default: all)")
     common.add_common_options(parser)
     return parser

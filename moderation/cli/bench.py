@@ -11,10 +11,11 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "serving": ("serving", "Ray Serve under load vs in-process batched and unbatched calls"),
     "variants": ("inference_variants", "cheaper text-encoder inference: speed and PR-AUC change"),
     "quality": ("quality", "default model vs TF-IDF baseline vs alt-profanity-check, per class"),
-    "evasion": ("evasion", "PR-AUC lost to leet, look-alike, zero-width and spaced rewrites; with the normaliser"),
+    "evasion": ("evasion", "PR-AUC lost to rewritten words (leet, look-alikes, masked, ...); with the normaliser"),
     "cross-source": ("cross_source", "leave one source out: PR-AUC and benign review/block rates on unseen sources"),
     "self-harm": ("self_harm", "the self_harm score on the self-harm sets (evaluation only): PR-AUC, flag rates"),
     "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
+    "finetune-speed": ("finetune_speed", "fine-tuning texts/s: random fp32 batches vs length-bucketed vs bf16"),
     "production": ("production", "shipped model at production settings: image-post latency, 300-client overload"),
 }
 
