@@ -210,3 +210,18 @@ def test_letters_joined_by_punctuation_are_joined(written, read):
                                   "snake_case_name", "v1.2.3", "A-1-B"])
 def test_punctuation_between_letters_is_left_where_it_is_not_one_spelled_out_word(kept):
     assert normalize_text(kept) == kept
+
+
+@pytest.mark.parametrize("written, read", [
+    ("you are stuuupid", "you are stupid"),
+    ("NOOOO way", "NO way"),
+    ("Heeeello there", "Hello there"),
+    ("sooo cool", "so cool"),
+])
+def test_stretched_words_are_read_back(written, read):
+    assert normalize_text(written) == read
+
+
+@pytest.mark.parametrize("kept", ["Henry III", "zzz", "www.example.org", "mail aaa@example.org", "0xfff", "Mississippi"])
+def test_stretching_rule_leaves_numerals_addresses_and_real_spellings(kept):
+    assert normalize_text(kept) == kept

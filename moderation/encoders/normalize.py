@@ -1,6 +1,6 @@
 """Text normalisation before encoding: undo the rewrites evaders use, leave ordinary text as it is.
 
-`normalize_text` runs five steps, in this order (each step's output is what the next one sees):
+`normalize_text` runs six steps, in this order (each step's output is what the next one sees):
 
 1. Unicode NFKC: fullwidth, circled and mathematical letters become plain ones ("ｈａｔｅ", "𝐡𝐚𝐭𝐞" -> "hate").
    Number forms (Unicode category No: "½", "²", "①") are kept as they are, because NFKC would turn "2½"
@@ -34,6 +34,13 @@
    addresses, @mentions and #hashtags. Chat alphabets that write letters as digits (Arabizi "3", "7") are
    folded like leet; the model reads English.
 
+6. Stretched words: a letter written three or more times in a row becomes one or two, whichever spelling is
+   the commonest English word (`wordsegment`'s counts): "stuuupid" -> "stupid", "sooo" -> "so"; two when no
+   spelling is a word. Words of one letter ("zzz", "III") and addresses ("www.") are left.
+
+Masked words ("st*pid") are not read back: the commonest word that fits is often not the one meant
+("sh*t" fits "shot" best), and a list of the words evaders mask does not belong in this repository.
+
 Whatever is not one of these rewrites passes through unchanged; tests/test_normalize.py checks that on a few
 hundred ordinary sentences. Enabled per model by `text_encoder.normalize` (default off: the shipped model
 was trained on raw text), and part of the text encoder's identity so embedding caches never mix.
@@ -53,8 +60,9 @@ import unicodedata
 from functools import lru_cache
 
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
-# includes it, so texts cached under an older rule are embedded again. 2: punctuated letters, mask symbols.
-VERSION = 2
+# includes it, so texts cached under an older rule are embedded again. 2: punctuated letters, mask symbols;
+# 3: stretched words read back.
+VERSION = 3
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
 _JOINERS = {"\u200c", "\u200d"}
@@ -288,6 +296,48 @@ def fold_leet(text: str) -> str:
     return "".join(c if _SKIP_CHUNK.search(c) else _RUN.sub(_fold_run, c) for c in chunks)
 
 
+# A word with a letter written three or more times in a row ("stuuupid"), at least two different letters
+# ("zzz", "III" and "www" are left), not part of an address, handle or identifier.
+_STRETCHED_WORD = re.compile(r"(?<![\w./@#])[A-Za-z]*([A-Za-z])\1\1[A-Za-z]*(?![\w@/]|\.[A-Za-z])")
+_REPEATED = re.compile(r"([A-Za-z])\1{2,}")
+
+
+def unstretch(text: str) -> str:
+    """Read back letters repeated for emphasis or to dodge a word list: each run of three or more becomes one
+    or two letters, whichever spelling is the commonest English word ("stuuupid" -> "stupid", "cooool" ->
+    "cool"); when no spelling is a word, two letters. Case is kept per word.
+
+    >>> unstretch("you are stuuupid, sooo cool; Henry III slept, zzz, www.example.org")
+    'you are stupid, so cool; Henry III slept, zzz, www.example.org'
+    """
+    if not _REPEATED.search(text):
+        return text
+    return _STRETCHED_WORD.sub(_unstretch_word, text)
+
+
+def _unstretch_word(match: re.Match) -> str:
+    from itertools import product
+
+    from moderation.encoders.words import english_words
+
+    word = match.group(0)
+    if len(set(word.lower())) < 2:
+        return word
+    pieces = _REPEATED.split(word)  # text, run letter, text, run letter, ..., text
+    between, runs = pieces[0::2], pieces[1::2]
+    counts = english_words().UNIGRAMS
+    best, best_count = None, 0.0
+    if len(runs) <= 6:  # at most 2^6 spellings
+        for repeats in product((1, 2), repeat=len(runs)):
+            spelled = between[0] + "".join(run * n + after for run, n, after in zip(runs, repeats, between[1:]))
+            count = counts.get(spelled.lower(), 0.0)
+            if count > best_count:
+                best, best_count = spelled, count
+    if best is None:
+        best = _REPEATED.sub(lambda m: m.group(1) * 2, word)
+    return best.upper() if word.isupper() else best.capitalize() if word[0].isupper() else best
+
+
 def normalize_text(text: str) -> str:
     """NFKC, invisible characters out, spaced letters joined, look-alikes and leetspeak folded (module doc).
 
@@ -301,8 +351,8 @@ def normalize_text(text: str) -> str:
     text = rejoin_punctuated(text)  # first: "p.u.n.c" next to a spaced word must not read as a lone letter
     text = rejoin_spaced(text)
     text = fold_confusables(text)
-    return fold_leet(text)
+    return unstretch(fold_leet(text))
 
 
-__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
+__all__ = ["LEET", "NUMERONYMS", "VERSION", "unstretch", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
            "rejoin_punctuated", "rejoin_spaced", "strip_invisible"]

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from moderation.encoders.words import english_words
+
 log = logging.getLogger(__name__)
 
 LIMIT_SIDE_LEN = 480
@@ -43,7 +45,7 @@ def tidy(text: str) -> str:
     >>> tidy("THAT AWKWARD MOMENT YOUSTARTSINGING BEFORE THE CHOIR imgflip.com")
     'THAT AWKWARD MOMENT you start singing BEFORE THE CHOIR'
     """
-    wordsegment = _word_counts()
+    wordsegment = english_words()
     words = []
     for token in WEB_ADDRESS.sub(" ", text).split():
         letters = re.sub(r"[^A-Za-z]", "", token)
@@ -53,15 +55,6 @@ def tidy(text: str) -> str:
         else:
             words.append(token)
     return " ".join(words)
-
-
-def _word_counts():
-    """The `wordsegment` module with its English word counts loaded (once per process)."""
-    import wordsegment
-
-    if not wordsegment.UNIGRAMS:
-        wordsegment.load()
-    return wordsegment
 
 
 class OcrReader:
@@ -87,7 +80,7 @@ class OcrReader:
             if self.threads:
                 params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.threads
             self._engine = RapidOCR(params=params)
-            _word_counts()  # loaded with the engine (0.25 s), not on the first picture a service is sent
+            english_words()  # loaded with the engine (0.25 s), not on the first picture a service is sent
         return self._engine
 
     def read_one(self, image: Image.Image) -> str:

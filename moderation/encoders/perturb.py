@@ -9,7 +9,8 @@
 - `punctuated`: the letters are joined by a dot, hyphen or underscore ("badword" -> "b.a.d.w.o.r.d");
 - `mixed`: each chosen word gets one of the five, at random;
 
-and two the normaliser does not invert (`WILD`), the way evaders also write, to measure what it leaves:
+and two the normaliser does not read back exactly (`WILD`), the way evaders also write, to measure what it
+leaves (a stretched word is read back when its spelling is an English word, "stuuupid"; masked ones never):
 
 - `masked`: one or two inner letters, vowels first, become a symbol ("badword" -> "b*dword", "b#dw*rd");
 - `stretched`: one letter is repeated two to four more times ("badword" -> "baaadword");
