@@ -127,5 +127,5 @@ def format_settings_table(settings: dict[str, dict], deployed: str | None = None
     return "\n".join(lines)
 
 
-__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table", "format_evasion_table",
-           "format_settings_table", "perturb", "perturb_rows"]
+__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table",
+           "format_evasion_table", "format_settings_table", "perturb", "perturb_rows"]

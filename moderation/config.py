@@ -75,6 +75,10 @@ class LabelRule(Strict):
         return [self.field] if isinstance(self.field, str) else list(self.field)
 
 
+# Loaders of data the project holds no record of (a local JSONL file, a hub dataset): their config states the license.
+UNRECORDED_LOADERS = ("jsonl", "hub")
+
+
 class DatasetConfig(Strict):
     loader: str = Field(description="a name from moderation.data.sources.LOADERS, or 'jsonl' / 'hub'")
     path: str = Field(description="folder or file; relative paths resolve against the config file")
@@ -95,7 +99,7 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _license_only_where_unknown(self):
-        if self.license is not None and self.loader not in ("jsonl", "hub"):
+        if self.license is not None and self.loader not in UNRECORDED_LOADERS:
             raise ValueError(f"license is stated only for loaders 'jsonl' and 'hub'; loader {self.loader!r} has its "
                              f"license on record in moderation.data.sources.LICENSES")
         if self.license is not None and not self.license.strip():

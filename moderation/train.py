@@ -242,24 +242,17 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
 
 
 def bucketed_batches(window_lengths: list[list[int]], batch_size: int, max_tokens: int, rng) -> list[np.ndarray]:
-    """Length bucketing for fine-tuning: texts sorted by their longest window, cut into batches of at most
-    `batch_size` texts and `max_tokens` padded tokens (windows x longest window; a text over the budget goes
-    alone), the batch order shuffled by `rng`. Every text is in exactly one batch.
+    """Length bucketing for fine-tuning (`moderation.encoders.text.length_batches` over whole texts): texts
+    sorted by their longest window, cut into batches of at most `batch_size` texts and `max_tokens` padded
+    tokens (windows x longest window; a text over the budget goes alone), the batch order shuffled by `rng`.
 
     >>> [b.tolist() for b in bucketed_batches([[3], [250], [5], [4, 2]], 4, 256, np.random.default_rng(0))]
     [[0, 3, 2], [1]]
     """
-    longest = np.array([max(lengths) if lengths else 0 for lengths in window_lengths])
-    batches, current, windows, width = [], [], 0, 0
-    for i in np.argsort(longest, kind="stable"):
-        n, w = len(window_lengths[i]), max(width, int(longest[i]))
-        if current and (len(current) == batch_size or (windows + n) * w > max_tokens):
-            batches.append(np.asarray(current))
-            current, windows, w = [], 0, int(longest[i])
-        current.append(int(i))
-        windows, width = windows + n, w
-    if current:
-        batches.append(np.asarray(current))
+    from moderation.encoders.text import length_batches
+
+    batches = length_batches([max(lengths, default=0) for lengths in window_lengths], batch_size, max_tokens,
+                             windows=[len(lengths) for lengths in window_lengths])
     return [batches[j] for j in rng.permutation(len(batches))]
 
 

@@ -2,8 +2,9 @@
 
 The run's own test split (rebuilt from its config; text posts, at most `--max-rows`, seeded sample) is scored
 through `Moderator.score_arrays` (the serving path) as written, and again after each perturbation kind of
-`moderation.encoders.perturb` (every kind; every row rewritten, half its words). `eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at
-most 0.01 per class). Two encoder settings side by side:
+`moderation.encoders.perturb` (every kind, or `--kinds`; every row rewritten, half its words).
+`eval.evasion.evasion_table` gives per class the PR-AUC clean and perturbed and the drop (target: at most
+0.01 per class). Two encoder settings side by side:
 
 - *as trained*: the run's `text_encoder.normalize`, i.e. what the run deploys (the per-class table and the
   verdict are for this setting);
@@ -15,9 +16,9 @@ most 0.01 per class). Two encoder settings side by side:
 The measurement is also kept in the run directory (`evasion.json`, replaced when the run is retrained), so
 the next `moderation evaluate --run RUN` puts the evasion table into the model card.
 
-Most rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop on those is expected
-by construction, and the table says so; masked and stretched words (kinds `masked`, `stretched`, `wild`) are
-not read back, and their drop is what evaders still win.
+Most rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop on those is
+expected by construction, and the table says so; masked and stretched words (kinds `masked`, `stretched`,
+`wild`) are not read back exactly, and their drop is what evaders still win.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def report(m: dict, args) -> str:
     lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
              "(half its words) by each kind. Drop = PR-AUC clean minus perturbed, mean over classes with labels; "
              f"target at most 0.01 per class. {KINDS_NOTE}", "", format_settings_table(m["settings"], m["deployed"]), ""]
-    for kind, what in (("mixed", "rewrites the normaliser reads back"), ("wild", "rewrites it does not invert")):
+    for kind, what in (("mixed", "rewrites the normaliser reads back"), ("wild", "rewrites it does not read back exactly")):
         if kind not in settings:  # measured before the kind existed
             continue
         met = all(r["drop"] is None or r["drop"] <= 0.01 for r in settings[kind].values())

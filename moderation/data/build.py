@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from moderation.config import Config, DatasetConfig, LabelRule
+from moderation.config import UNRECORDED_LOADERS, Config, DatasetConfig, LabelRule
 from moderation.data.generic import label_field, read_jsonl_rows, target_names
 from moderation.data.labelmap import make_labeller
 from moderation.data.records import LABEL_MASK, SPLITS, DataError
@@ -109,7 +109,7 @@ def dataset_license(ds: DatasetConfig) -> str | None:
     """The license on record for a public set's loader, or the one the config states for 'jsonl' / 'hub' data."""
     from moderation.data.sources import LICENSES
 
-    return ds.license if ds.loader in ("jsonl", "hub") else LICENSES.get(ds.loader)
+    return ds.license if ds.loader in UNRECORDED_LOADERS else LICENSES.get(ds.loader)
 
 
 def check_permissive(config: Config) -> None:
@@ -119,7 +119,7 @@ def check_permissive(config: Config) -> None:
 
     bad = []
     for name, ds in config.datasets.items():
-        if ds.loader not in LOADERS and ds.loader not in ("jsonl", "hub"):
+        if ds.loader not in LOADERS and ds.loader not in UNRECORDED_LOADERS:
             continue  # an unknown loader is refused by name when the dataset loads
         license_id = dataset_license(ds)
         if license_id is None:

@@ -13,8 +13,8 @@
 3. Spaced letters: letters joined by one kind of punctuation are joined first ("s.t.u.p.i.d", "i-d-i-o-t",
    "h_a_t_e" -> "stupid", "idiot", "hate"; three or more single ASCII letters, one separator throughout;
    "e.g." and "a.m." stay, "U.S.A." becomes "USA."). Then a run of at least three single Latin letters (or
-   look-alikes) separated by one space is joined ("h a t e" -> "hate"; "F a k e  N e w s" -> "Fake  News"; a leading pronoun stays apart:
-   "I h a t e" -> "I hate"). Shorter runs are left ("plan B" and "I a" are ordinary), and so is chat-speak
+   look-alikes) separated by one space is joined ("h a t e" -> "hate"; "F a k e  N e w s" -> "Fake  News";
+   a leading pronoun stays apart: "I h a t e" -> "I hate"). Shorter runs are left ("plan B" and "I a" are ordinary), and so is chat-speak
    of up to four letters ("u r a", "y r u"); an enumeration of three or more single capitals ("A B C") is
    joined, which changes no meaning.
 4. Look-alikes: Cyrillic and Greek letters that look like Latin ones are folded to them inside a word that
@@ -58,6 +58,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from itertools import product
+
+from moderation.encoders.words import english_words
 
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
 # includes it, so texts cached under an older rule are embedded again. 2: punctuated letters, mask symbols;
@@ -316,10 +319,6 @@ def unstretch(text: str) -> str:
 
 
 def _unstretch_word(match: re.Match) -> str:
-    from itertools import product
-
-    from moderation.encoders.words import english_words
-
     word = match.group(0)
     if len(set(word.lower())) < 2:
         return word
@@ -354,5 +353,5 @@ def normalize_text(text: str) -> str:
     return unstretch(fold_leet(text))
 
 
-__all__ = ["LEET", "NUMERONYMS", "VERSION", "unstretch", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
-           "rejoin_punctuated", "rejoin_spaced", "strip_invisible"]
+__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
+           "rejoin_punctuated", "rejoin_spaced", "strip_invisible", "unstretch"]

@@ -24,11 +24,12 @@ is, spaced never touches a word next to a single letter or another spaced word, 
 ("I n d i a n", chat-speak-like "r u i n"). So on a model with `text_encoder.normalize` the evasion drop
 measures what normalisation leaves, and on one without it, what the rewrites cost.
 
-Only the first five and mixed (`MIRRORED`) are built to read back exactly; a zero drop on the wild kinds
+Only the first five (`MIRRORED`) and mixed (together `EXACT`) are built to read back exactly; a zero drop on the wild kinds
 would be robustness, not construction. `any` draws each word's kind from all seven.
 
 `perturb_rows(texts, rate, seed)` perturbs a seeded share of rows: a small rate is training augmentation
-(`train.evasion_augment`), 1.0 the evasion benchmark (eval.evasion, which also builds the clean-vs-perturbed PR-AUC table). It lives
+(`train.evasion_augment`), 1.0 the evasion benchmark (eval.evasion, which also builds the clean-vs-perturbed
+PR-AUC table). It lives
 beside the normaliser it mirrors (the encoders layer), where training may import it and eval too; training
 may not import eval.
 """
@@ -46,9 +47,9 @@ from moderation.encoders.normalize import LEET, confusable_table, fold_leet, rej
 
 log = logging.getLogger(__name__)
 
-# Rewrites the normaliser reads back exactly, and "mixed" (one of them per word).
+# Rewrites the normaliser reads back exactly ("mixed" draws one of them per word).
 MIRRORED = ("leet", "homoglyph", "zero_width", "spaced", "punctuated")
-# Rewrites it does not invert, and "wild" (one of them per word).
+# Rewrites it does not read back exactly ("wild" draws one of them per word).
 WILD = ("masked", "stretched")
 KINDS = (*MIRRORED, "mixed", *WILD, "wild", "any")
 EXACT = (*MIRRORED, "mixed")  # the kinds `normalize_text` reads back exactly
@@ -120,8 +121,8 @@ def _spaced(word: str, rng: random.Random) -> str:
 
 def _masked(word: str, rng: random.Random) -> str:
     inner = range(1, len(word) - 1)
-    vowels = [i for i in inner if word[i] in VOWELS]
-    chosen = rng.sample(vowels or list(inner), min(len(vowels or inner), 1 if len(word) <= 5 else rng.randint(1, 2)))
+    pool = [i for i in inner if word[i] in VOWELS] or list(inner)
+    chosen = rng.sample(pool, min(len(pool), 1 if len(word) <= 5 else rng.randint(1, 2)))
     chars = list(word)
     for i in chosen:
         chars[i] = rng.choice(MASKS)

@@ -44,24 +44,29 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def length_batches(lengths, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
-    """Length bucketing: window indices sorted by length, cut into batches of at most `batch_size` windows and,
-    with `max_tokens`, at most that many padded tokens (a window longer than that goes alone).
+def length_batches(lengths, batch_size: int, max_tokens: int | None = None, windows=None) -> list[np.ndarray]:
+    """Length bucketing: item indices sorted by length, cut into batches of at most `batch_size` items and,
+    with `max_tokens`, at most that many padded tokens (an item longer than that goes alone). An item is a
+    window, or with `windows` (how many windows each item has, `lengths` being its longest) a whole text.
 
     >>> [b.tolist() for b in length_batches([3, 250, 5, 4], batch_size=4, max_tokens=256)]
     [[0, 3, 2], [1]]
     >>> [b.tolist() for b in length_batches([3, 250, 5, 4], batch_size=2)]
     [[0, 3], [2, 1]]
+    >>> [b.tolist() for b in length_batches([3, 250, 5, 4], batch_size=4, max_tokens=16, windows=[1, 1, 2, 2])]
+    [[0, 3], [2], [1]]
     """
     lengths = np.asarray(lengths)
+    counts = np.ones(len(lengths), dtype=np.int64) if windows is None else np.asarray(windows)
     budget = max_tokens or np.inf
-    batches, current = [], []
+    batches, current, padded_rows = [], [], 0
     for i in np.argsort(lengths, kind="stable"):
-        # Ascending order: the window being added is the longest, so it sets the padded length.
-        if current and (len(current) == batch_size or (len(current) + 1) * int(lengths[i]) > budget):
+        # Ascending order: the item being added is the longest, so it sets the padded length.
+        if current and (len(current) == batch_size or (padded_rows + int(counts[i])) * int(lengths[i]) > budget):
             batches.append(np.asarray(current))
-            current = []
+            current, padded_rows = [], 0
         current.append(int(i))
+        padded_rows += int(counts[i])
     if current:
         batches.append(np.asarray(current))
     return batches
@@ -128,10 +133,11 @@ class TextEncoder(torch.nn.Module):
                              f"({MINILM!r} is a local model that always works)") from None
         if not self.tokenizer.is_fast:
             raise ValueError(f"text_encoder.model: {cfg.model!r} has no fast tokenizer (needed for windows)")
-        self.adapter = _adapter_digest(Path(adapter)) if adapter is not None else None
+        self.adapter = None
         if adapter is not None:
             from peft import PeftModel
 
+            self.adapter = _adapter_digest(Path(adapter))
             self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload()
         self.model.eval()
         self.dim = int(self.model.config.hidden_size)
@@ -153,7 +159,7 @@ class TextEncoder(torch.nn.Module):
             raw += "|bf16"
         # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
         if c.normalize:
-            raw += "|normalize" + (f"-v{NORMALIZER_VERSION}" if NORMALIZER_VERSION > 1 else "")
+            raw += f"|normalize-v{NORMALIZER_VERSION}"
         if self.adapter:  # the same base with another adapter embeds differently
             raw += f"|adapter:{self.adapter}"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
