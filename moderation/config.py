@@ -86,7 +86,9 @@ class DatasetConfig(Strict):
     # train_eval: split into train/validation/test; eval_only: test only (never trained or tuned on);
     # train_only: train only (for sets too confounded to measure on, e.g. positives separable by length).
     use: Literal["train_eval", "eval_only", "train_only"] = "train_eval"
-    max_samples: int | None = Field(None, gt=0, description="debug knob: keep at most this many rows")
+    max_samples: int | None = Field(None, gt=0, description="keep a seeded random sample of at most this many "
+                                                           "rows (a debug knob, or a cap that keeps fine-tuning "
+                                                           "affordable)")
     # Reviewed labels are newer than a public set's: rows of such a dataset replace rows of the other
     # datasets with the same normalised text.
     supersedes_duplicates: bool = False

@@ -114,6 +114,13 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
         attach_cross_source(other, tmp_path / "cross" / "tiny", progress=False)
 
 
+def test_the_held_out_source_is_scored_whole_when_the_recipe_caps_rows(two_source_config, tmp_path):
+    caps = ["datasets.synthetic.max_samples=50", "datasets.other.max_samples=60"]
+    config = cross_source.fold_config(two_source_config, caps, "synthetic", tmp_path)
+    assert config.datasets["synthetic"].use == "eval_only" and config.datasets["synthetic"].max_samples is None
+    assert config.datasets["other"].max_samples == 60  # the training sources keep the recipe's cap
+
+
 def test_unknown_sources_are_refused(two_source_config, tmp_path):
     args = cross_source.build_parser().parse_args(
         ["--config", str(two_source_config), "--out", str(tmp_path), "--sources", "nope", "--no-write"])

@@ -51,10 +51,14 @@ PROBE_ROWS = 600
 
 
 def fold_config(config_path: str | Path, overrides: list[str], held_out: str, out_dir: Path):
-    """The config with `held_out` evaluation-only, written to `out_dir` (no TF-IDF baseline: not needed here)."""
+    """The config with `held_out` evaluation-only, written to `out_dir` (no TF-IDF baseline: not needed here).
+    The held-out source is scored whole even where the recipe caps its rows (`max_samples`): a cap is a
+    training knob (affordable fine-tuning), and recipes with and without caps must be measured on the same
+    posts to be compared."""
     from moderation.config import load_config
 
-    config = load_config(config_path, [*overrides, f"datasets.{held_out}.use=eval_only", "run.baseline=false",
+    config = load_config(config_path, [*overrides, f"datasets.{held_out}.use=eval_only",
+                                       f"datasets.{held_out}.max_samples=null", "run.baseline=false",
                                        f"run.name=cross-source-{held_out}"])
     config.run.output_dir = str(out_dir)
     return config
