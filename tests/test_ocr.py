@@ -98,6 +98,10 @@ def test_featurize_embeds_the_picture_text_and_caches_it_by_content(text_encoder
     assert f.ocr_windows.shape[1] == text_encoder.dim
     again = featurize(rows, 6, text_encoder, None, cache_dir=tmp_path / "cache", ocr_reader=reader)
     assert reader.calls == 2 and again.ocr_text == f.ocr_text  # second pass read from the cache
+    regrouped = {"text": ["only text", "hello"], "image": [None, str(png)]}  # as another fold would split them
+    assert featurize(regrouped, 6, text_encoder, None, cache_dir=tmp_path / "cache",
+                     ocr_reader=reader).ocr_text == ["", "cats dogs weather"]
+    assert reader.calls == 2  # cached per picture, not per list of pictures
     b = f.batch(np.array([2, 0]))
     assert b["has_ocr"].tolist() == [False, True] and int(b["ocr_owner"].max()) == 1
 

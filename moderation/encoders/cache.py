@@ -6,8 +6,9 @@ back. Any change to the encoder settings changes the identity, so nothing stale 
 
 Texts are cached one by one (`TextWindowStore`: one folder per encoder identity, shards of windows keyed by
 each text's hash), so a run whose splits hold the same texts in other groupings (a cross-source fold, a
-retrain with reviewed posts added, another split seed) embeds only the texts never seen before. Images and
-the text read from them are cached per list (keyed by the files' size and modification time).
+retrain with reviewed posts added, another split seed) embeds only the texts never seen before. The text
+read from images is cached image by image, the same way; image features are cached per list (keyed by the
+files' size and modification time).
 """
 
 from __future__ import annotations
@@ -167,29 +168,33 @@ def cached_image_features(encoder, paths: list, cache_dir: str | Path | None,
 
 
 def cached_ocr_text(reader, images: list, cache_dir: str | Path | None, progress: bool = True) -> list[str]:
-    """The text read from each image ("" where an entry is None or nothing could be read), cached by image
-    content (path stamp or bytes hash) and the reader's identity, like the image features beside it."""
+    """The text read from each image ("" where an entry is None or nothing could be read), cached image by
+    image (path stamp or bytes hash) under the reader's identity: OCR costs about a second per picture on 2
+    cores, and cross-source folds group the same pictures into other splits, so a per-list key would read
+    them all again in every fold."""
     import json
 
     from tqdm.auto import tqdm
 
     from moderation.encoders.images import load_image
 
-    path = Path(cache_dir) / f"ocr-{_key(reader.identity, [_image_stamp(p) for p in images])}.json" if cache_dir else None
+    stamps = [_image_stamp(p) for p in images] if cache_dir else [""] * len(images)
+    path = Path(cache_dir) / f"ocr-{_key(reader.identity, [])}.json" if cache_dir else None
+    known: dict[str, str] = {}
     if path is not None and path.is_file():
         try:
-            texts = json.loads(path.read_text())
-            if isinstance(texts, list) and len(texts) == len(images):
-                return texts
+            loaded = json.loads(path.read_text())
+            known = loaded if isinstance(loaded, dict) else {}
         except ValueError as exc:  # a corrupt cache file is rebuilt, never trusted
             log.warning("ignoring unreadable cache file %s (%s)", path, exc)
-    present = [i for i, p in enumerate(images) if p is not None]
-    texts = [""] * len(images)
-    for i in tqdm(present, desc="read text in images", unit="image", disable=not progress, mininterval=5):
+    texts = [known.get(stamp, "") for stamp in stamps]
+    todo = [i for i, p in enumerate(images) if p is not None and stamps[i] not in known]
+    for i in tqdm(todo, desc="read text in images", unit="image", disable=not progress, mininterval=5):
         texts[i] = reader.read_one(load_image(images[i]))
-    if path is not None:
+    if path is not None and todo:
+        known.update({stamps[i]: texts[i] for i in todo})
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(texts))
-        tmp.replace(path)
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")  # two writers never share a half-written file
+        tmp.write_text(json.dumps(known))
+        tmp.replace(path)  # a concurrent writer's new entries may be lost: they are read again, never wrong
     return texts
