@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROBES = frozenset({"/healthz", "/readyz"})
 SCORING_PATHS = frozenset({"/v1/moderate", "/v1/moderations", "/v1alpha1/comments:analyze"})
+DRAIN_QUIET_S = 0.5  # a drain ends only once no request has arrived for this long (Gate.drain)
 
 
 class AdmissionMiddleware:
@@ -44,7 +45,8 @@ class AdmissionMiddleware:
         if path == "/healthz" and method in ("GET", "HEAD"):
             return await _json(send, 200, {"status": "ok"})
         gate = self.gate()
-        if path not in PROBES:
+        if path not in PROBES:  # probes poll all the time: they would hold a drain open (Gate.drain)
+            gate.last_arrival = time.monotonic()
             if gate.draining:
                 return await _json(send, 503, {"detail": "the service is shutting down; retry shortly"},
                                    {"retry-after": str(gate.retry_after_s)})
@@ -108,6 +110,7 @@ class Gate:
         self.draining = False
         self.in_flight = 0
         self.scoring_in_flight = 0
+        self.last_arrival = time.monotonic()
 
     def key_ok(self, scope) -> bool:
         if self.authenticator.disabled:
@@ -115,10 +118,13 @@ class Gate:
         return self.authenticator.identify(presented_token(scope)) is not None
 
     async def drain(self, grace_s: float) -> int:
-        """Refuse new requests and wait up to `grace_s` for those in flight; returns how many are still running."""
+        """Refuse new requests and wait up to `grace_s` for those in flight; returns how many are still running.
+        It also waits until no request has arrived for `DRAIN_QUIET_S`: requests the HTTP proxy took just before
+        are still on their way here, and stopping under them would reset their connections; answered 503 +
+        Retry-After instead, their clients can retry elsewhere."""
         self.draining = True
         deadline = time.monotonic() + grace_s
-        while self.in_flight and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (self.in_flight or time.monotonic() - self.last_arrival < DRAIN_QUIET_S):
             await asyncio.sleep(0.05)
         return self.in_flight
 

@@ -52,15 +52,28 @@ def service_settings(settings_path: str | Path | None, overrides: dict[str, Any]
         return load_settings(settings_path, **{**overrides, "api_keys": [local_admin_key()]})
 
 
-def start(settings: ServeSettings, num_cpus: int | None = None) -> None:
-    """Start local Ray and Serve (HTTP on settings.host:port) and run the application built by `build_app`."""
+def start(settings: ServeSettings, num_cpus: int | None = None,
+          on_ray_started: Callable[[], None] | None = None) -> None:
+    """Start local Ray and Serve (HTTP on settings.host:port) and run the application built by `build_app`.
+    `on_ray_started` runs right after `ray.init` (which installs its own signal handlers)."""
     import ray
     from ray import serve
 
     from .app import build_app
 
     app = build_app(settings)
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False)
+    # Ray starts its own processes (GCS, raylet, monitors) in our process group and blocks only SIGINT in
+    # them, so a SIGTERM sent to the whole group (systemd's default KillMode, `timeout`, `kill -TERM -PGID`)
+    # killed the GCS under a graceful shutdown: the drain then waited 60 s for it and exited 1. A signal mask
+    # is inherited across fork and exec, so holding SIGTERM while ray.init starts them keeps it from them;
+    # ray.shutdown still stops them. A SIGTERM that arrives meanwhile waits and reaches our handler after.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, configure_logging=False)
+        if on_ray_started is not None:
+            on_ray_started()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     from .probes import ReadinessProbe
 
@@ -118,9 +131,8 @@ def run_service(settings_path: str | Path | None = None, overrides: dict[str, An
     started = False
     try:
         handle_signals()  # a signal during start-up also stops cleanly
-        start(settings, num_cpus)
+        start(settings, num_cpus, on_ray_started=handle_signals)  # again: ray.init replaced ours
         started = True
-        handle_signals()  # again: ray.init replaced ours
         if on_ready is not None and not stop_event.is_set():
             on_ready(settings)
         while not stop_event.wait(0.5):

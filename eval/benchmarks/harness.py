@@ -131,8 +131,10 @@ def moderation_serve(folder: Path, settings: dict, num_cpus: int | None = None, 
     command = [sys.executable, "-m", "moderation.cli", "serve", "--config", str(config)]
     command += ["--num-cpus", str(num_cpus)] if num_cpus else []
     with open(log_path, "wb") as log_file:
+        # Its own session, as a shell job or a service manager starts it: a signal to its process group
+        # (Ctrl-C, systemd's default KillMode) reaches the service and the Ray processes it starts, never us.
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=folder,
-                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
         served = ServedProcess(base, process, log_path)
         try:
             deadline = time.monotonic() + ready_timeout_s
