@@ -167,8 +167,10 @@ class ServeSettings(BaseSettings):
     @property
     def max_request_cost(self) -> float:
         """The most work one request may ask for, in typical posts: what the Scorers finish within
-        request_deadline_s at the measured capacity. A costlier request could never be answered in time: 413."""
-        return self.capacity_posts_per_s * self.request_deadline_s * self.num_replicas / self.ingress_replicas
+        request_deadline_s at the measured capacity. A costlier request could never be answered in time: 413.
+        Not divided among ingress replicas: a request's posts go to every Scorer replica whichever ingress took
+        it (each ingress's share of the queue, `ingress_admission_limit`, is what bounds their sum)."""
+        return self.capacity_posts_per_s * self.request_deadline_s * self.num_replicas
 
     @property
     def scorer_queue(self) -> int:

@@ -198,6 +198,14 @@ def test_a_request_that_cannot_be_scored_within_its_deadline_is_refused_with_413
     assert service.work.admit(_posts(64, 100)) == pytest.approx(64 * 1.125)  # a full request of short posts fits
 
 
+def test_what_one_request_may_ask_for_does_not_shrink_with_more_ingress_replicas():
+    # A request's posts spread over every Scorer replica whichever ingress took it, so the size limit is the
+    # Scorers' work within the deadline; more ingress replicas change who admits, not what can be scored.
+    one, two = _service(), _service(ingress_replicas=2)
+    assert two.settings.max_request_cost == one.settings.max_request_cost == 80
+    assert two.work.admit(_posts(64, 100)) == pytest.approx(64 * 1.125)  # 72 typical posts: 1.8 s of work
+
+
 def test_a_large_request_is_shed_while_small_ones_hold_the_queue_and_its_work_is_released():
     from fastapi import HTTPException
 
