@@ -162,6 +162,12 @@ class LossConfig(Strict):
     kind: Literal["bce", "focal"] = "bce"
     pos_weight: Literal["auto", "none"] = "auto"
     max_pos_weight: float = Field(20.0, ge=1)
+    balance: Literal["pooled", "per_source"] = Field(
+        "pooled", description="pooled: every known label weighs the same (with pos_weight). per_source: per class, "
+                              "every training source weighs the same and, within it, its positives and negatives "
+                              "do (moderation.losses.source_balanced_weights), so the head cannot score a post by "
+                              "which source it resembles; pos_weight is then not applied")
+    max_row_weight: float = Field(20.0, ge=1, description="per_source: cap on one label's weight (the mean is 1)")
     focal_gamma: float = Field(2.0, ge=0)
     # Each modality's own head is trained beside the fused one, so text-only and image-only scores mean
     # something on their own; this weighs their losses.

@@ -24,7 +24,8 @@ import torch
 
 from moderation.config import Config
 from moderation.features import Features, featurize
-from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
+from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
+                               source_balanced_weights)
 from moderation.model import ModerationModel
 from moderation.scoring import run_model
 from moderation.zeroshot import ZeroShotScorer, build_prototypes, calibrate
@@ -147,29 +148,38 @@ def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
     return c if image_positives < config.zero_shot.min_train_positives else None
 
 
-def _loss_fn(config: Config, pos_weight: torch.Tensor):
-    def loss(logit, label, mask):
+def _loss_fn(config: Config, pos_weight: torch.Tensor | None):
+    def loss(logit, label, mask, weight=None):
         if config.loss.kind == "focal":
-            return masked_focal(logit, label, mask, config.loss.focal_gamma, pos_weight)
-        return masked_bce(logit, label, mask, pos_weight)
+            return masked_focal(logit, label, mask, config.loss.focal_gamma, pos_weight, weight)
+        return masked_bce(logit, label, mask, pos_weight, weight)
     return loss
 
 
 def fit(model: ModerationModel, train: Features, validation: Features, config: Config, compute_metrics: MetricFn,
         trainable: np.ndarray, device: str, progress: bool = True, log_path: Path | None = None,
-        text_encoder=None, texts: dict[str, list[str]] | None = None) -> list[dict]:
+        text_encoder=None, texts: dict[str, list[str]] | None = None, sources=None) -> list[dict]:
     """Train with early stopping on mean validation PR-AUC; restores the best epoch's weights.
 
     With `text_encoder` (fine-tuning) the encoder runs in the loop on `texts["train"]` and validation is
     re-encoded every epoch; otherwise the head trains on the cached window embeddings in `train`.
+    `sources` (N,): each training row's source, needed by `loss.balance: per_source`.
     """
     from tqdm.auto import tqdm
 
     cfg = config.train
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    pw = positive_weights(train.labels, train.label_mask, config.loss.max_pos_weight)
-    loss_fn = _loss_fn(config, torch.from_numpy(pw).to(device) if config.loss.pos_weight == "auto" else None)
+    row_weights = None
+    if config.loss.balance == "per_source":
+        if sources is None:
+            raise ValueError("loss.balance: per_source needs each training row's source")
+        row_weights = torch.from_numpy(source_balanced_weights(train.labels, train.label_mask, sources,
+                                                               config.loss.max_row_weight))
+        loss_fn = _loss_fn(config, None)  # the balance already weighs each source's positives against its negatives
+    else:
+        pw = positive_weights(train.labels, train.label_mask, config.loss.max_pos_weight)
+        loss_fn = _loss_fn(config, torch.from_numpy(pw).to(device) if config.loss.pos_weight == "auto" else None)
     trainable_t = torch.from_numpy(trainable).to(device)
     model.to(device)
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
@@ -181,7 +191,8 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
     bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         started = time.time()
-        train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts)
+        train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts,
+                            row_weights)
         val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
         val_scores = run_model(model, val, device=device).fused
         metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
@@ -209,7 +220,7 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
 
 
 def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimiser, rng, device: str,
-           text_encoder=None, texts=None) -> float:
+           text_encoder=None, texts=None, row_weights: torch.Tensor | None = None) -> float:
     model.train()
     if text_encoder is not None:
         text_encoder.train()
@@ -225,13 +236,15 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
             inputs["text_windows"], inputs["owner"] = encode_batch(text_encoder, texts["train_windows"], idx, device)
         label, mask = train.targets(idx, device)
         mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
+        weight = row_weights[torch.as_tensor(idx)].to(device) if row_weights is not None else None
         logits = model(**inputs)
-        loss = loss_fn(logits["fused"], label, mask)
+        loss = loss_fn(logits["fused"], label, mask, weight)
         if config.loss.unimodal_weight and config.head.fusion in ("late", "concat"):
             # Each modality's own head also learns, on the posts that have that modality.
             for key, present in (("text", inputs["has_text"]), ("image", inputs["has_image"])):
                 if present.any():
-                    loss = loss + config.loss.unimodal_weight * loss_fn(logits[key], label, mask & present.unsqueeze(1))
+                    loss = loss + config.loss.unimodal_weight * loss_fn(logits[key], label, mask & present.unsqueeze(1),
+                                                                        weight)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -357,7 +370,8 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
         texts = {"train": [train_texts[i] for i in keep], "validation": [t or "" for t in splits["validation"]["text"]]}
         texts = _finetuning_inputs(text_encoder, texts, config)
     history = fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
-                  progress, log_path, text_encoder if finetune else None, texts)
+                  progress, log_path, text_encoder if finetune else None, texts,
+                  sources=np.asarray(splits["train"]["source"])[keep])
     if finetune:
         # A LoRA encoder stays unmerged here so the run saves the adapter alone; loading it merges it.
         for split in ("validation", "test"):

@@ -7,7 +7,8 @@ import torch
 from moderation.config import TextEncoderConfig
 from moderation.features import Features, offsets_from_owner
 from moderation.fusion import FusionHead, max_per_owner
-from moderation.losses import downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction
+from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
+                               source_balanced_weights)
 from moderation.model import ModerationModel
 from tests.tiny_models import BERT_HIDDEN
 
@@ -57,6 +58,34 @@ def test_positive_weights_count_known_labels_only():
     mask = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], bool)
     assert positive_weights(labels, mask, cap=100).tolist() == [3.0, 1.0]  # class 1: one pos, one known neg
     assert positive_weights(labels, mask, cap=2).tolist() == [2.0, 1.0]
+
+
+def test_source_balanced_weights_give_each_source_and_each_side_of_it_the_same_weight():
+    rng = np.random.default_rng(0)
+    # Source "a": 900 rows, 80% positive; "b": 100 rows, 10% positive; class 1 known in "a" only.
+    sources = np.array(["a"] * 900 + ["b"] * 100)
+    labels = np.stack([np.r_[rng.random(900) < 0.8, rng.random(100) < 0.1],
+                       rng.random(1000) < 0.3], axis=1).astype(np.float32)
+    mask = np.ones_like(labels, bool)
+    mask[900:, 1] = False
+    w = source_balanced_weights(labels, mask, sources, cap=100)
+    assert (w[~mask] == 0).all()
+    for c in range(2):
+        assert w[mask[:, c], c].mean() == pytest.approx(1.0)  # the loss keeps its scale
+    total = {(s, v): w[(sources == s) & (labels[:, 0] == v), 0].sum() for s in "ab" for v in (0, 1)}
+    assert len({round(float(t), 3) for t in total.values()}) == 1  # 4 groups, a quarter of the weight each
+    assert w[mask[:, 1], 1][labels[mask[:, 1], 1] == 1].sum() == pytest.approx(w[mask[:, 1], 1].sum() / 2)
+    assert source_balanced_weights(labels, mask, sources, cap=2).max() == 2.0
+
+
+def test_weighted_masked_loss_is_the_weighted_mean_over_known_labels():
+    logit, label = torch.randn(4, 2), torch.randint(0, 2, (4, 2)).float()
+    mask = torch.tensor([[1, 1], [1, 0], [0, 1], [1, 1]], dtype=torch.bool)
+    weight = torch.rand(4, 2) + 0.1
+    each = torch.nn.functional.binary_cross_entropy_with_logits(logit, label, reduction="none")
+    expected = (each * weight * mask).sum() / (weight * mask).sum()
+    assert masked_bce(logit, label, mask, weight=weight).item() == pytest.approx(expected.item())
+    assert masked_bce(logit, label, mask, weight=torch.ones(4, 2)).item() == pytest.approx(masked_bce(logit, label, mask).item())
 
 
 def test_negative_downsampling_keeps_all_positives_and_corrects_prior():
