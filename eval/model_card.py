@@ -38,8 +38,11 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         f"- Text encoder: `{config.text_encoder.model}` ({config.text_encoder.finetune}), "
         f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post",
         f"- Image encoder: `{config.image_encoder.kind}`" + (f" `{config.image_encoder.model}`" if config.image_encoder.model else ""),
-        f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` with pos_weight `{config.loss.pos_weight}`; "
-        f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
+        f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` "
+        + (f"with pos_weight `{config.loss.pos_weight}`; " if config.loss.balance == "pooled" else
+           f"balanced per source (each source and, within it, positives and negatives weigh the same; row weight "
+           f"at most {config.loss.max_row_weight:g}); ")
+        + f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
         f"- Rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, test {rows.get('test', 0)}",
         *(["- Wall time of training (seconds, before evaluation): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
            + " (encode is near zero when the embedding cache is warm)"] if seconds else []),
