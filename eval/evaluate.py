@@ -29,7 +29,7 @@ from eval.metrics import mean_average_precision, per_class_metrics
 from eval.model_card import write_model_card
 from eval.plots import plot_pr_curves, plot_threshold_tradeoff
 from eval.report import write_report
-from eval.thresholds import block_off_domain, choose_thresholds
+from eval.thresholds import block_off_domain, choose_thresholds, false_block_bound
 from moderation import runfiles
 from moderation.config import Config
 from moderation.runfiles import Predictions, SplitPredictions
@@ -73,10 +73,12 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     # come from fold models' predictions for sources they never trained on (eval.thresholds.block_off_domain).
     held_out, cross_summary = read_cross_source(run_dir, names)
     targets = (config.thresholds.block_precision, config.thresholds.review_recall)
-    thresholds = choose_thresholds(val.labels, val.label_mask, val.fused, names, *targets, zero_shot=zero_shot)
+    thresholds = choose_thresholds(val.labels, val.label_mask, val.fused, names, *targets, zero_shot=zero_shot,
+                                   **false_block_bound(config, val.source))
     if held_out is not None:  # blocks must hold off-domain: block thresholds from the held-out sources
         thresholds = block_off_domain(choose_thresholds(held_out.labels, held_out.label_mask, held_out.fused, names,
-                                                        *targets, zero_shot=zero_shot, source="cross_source"),
+                                                        *targets, zero_shot=zero_shot, source="cross_source",
+                                                        **false_block_bound(config, held_out.source)),
                                       thresholds)
     use_baseline = config.run.baseline if baseline is None else baseline
     baseline_scores = _baseline_scores(config, predictions.splits) if use_baseline else {}

@@ -134,7 +134,10 @@ def _never_block(thresholds: Thresholds) -> list[str]:
         "A class blocks only when it is trained (not zero-shot) and its block threshold reached the block "
         f"precision target ({_fmt(thresholds.targets.get('block_precision'))}) on the data its thresholds were "
         "chosen on. Any other "
-        "class sends a post to human review at most, whatever its score.",
+        "class sends a post to human review at most, whatever its score."
+        + (f" Block thresholds are also high enough that on every source they were chosen on, at most "
+           f"{100 * thresholds.targets['max_false_block_rate']:g}% of a class's known negatives would be blocked."
+           if thresholds.targets.get("max_false_block_rate") else ""),
         "",
         *([f"- {name}: {why}" for name, why in never.items()] or ["None: every class may block."]),
         "",

@@ -142,8 +142,10 @@ def _thresholds_table(thresholds: Mapping[str, Mapping], categories: Sequence[st
             continue
         met = " **target not met**" if t.get("block_target_met") is False else ""
         clipped = " (clipped to block)" if t.get("review_clipped_to_block") else ""
+        raised = (f" (raised: blocks at most {100 * t['target_max_false_block_rate']:g}% of {t['block_raised_for']}'s "
+                  "negatives)" if t.get("block_raised_for") else "")
         lines.append(
-            f"| {cat} | {t.get('source', NOT_AVAILABLE)} | {_fmt(t['block'])} | "
+            f"| {cat} | {t.get('source', NOT_AVAILABLE)} | {_fmt(t['block'])}{raised} | "
             f"{_fmt(t.get('block_precision'))} ({_fmt(t.get('target_block_precision'))}){met} | {_fmt(t['review'])}{clipped} | "
             f"{_fmt(t.get('review_recall'))} ({_fmt(t.get('target_review_recall'))}) | {_blocks(t)} |"
         )

@@ -18,6 +18,13 @@ The rule, per class, on the known labels of that class only:
   at `block` is then already above the review target, so nothing is lost.
 - A class with no known positive cannot be tuned and gets `DEFAULT_BLOCK` / `DEFAULT_REVIEW` with
   `"source": "default"`.
+- With `sources` (each row's source dataset) and `max_false_block_rate`, `block` is raised where needed so
+  that on *every* source with at least `MIN_SOURCE_NEGATIVES` known negatives of the class, at most that
+  share of them would be blocked (`"block_raised_for": source`). Precision pooled over sources is dominated
+  by the large ones and depends on each source's base rate; a platform unlike them gets whatever false
+  block rate its posts happen to have. A bound on each source's negatives is base-rate free and has to hold
+  on every source seen, so it says more about the next one (measured across sources: benign posts blocked
+  7.2% -> 0.6% at a 1% bound, harmful posts caught unchanged; BENCHMARKS.md).
 
 `block_off_domain(cross_source, validation)` combines two such choices the way a run with cross-source
 predictions deploys them: the block threshold (and whether it may block at all) from predictions on sources
@@ -44,6 +51,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BLOCK = 0.9
 DEFAULT_REVIEW = 0.5
 MIN_PREDICTED_POSITIVE = 5
+MIN_SOURCE_NEGATIVES = 200  # below this a source's false block rate moves by whole posts: it sets no bound
 
 
 def _check_target(name: str, value: float) -> float:
@@ -70,7 +78,8 @@ def _achieved(prefix: str, label: np.ndarray, score: np.ndarray, threshold: floa
     return {f"{prefix}_{k}": v for k, v in binary_metrics_at_threshold(label, score, threshold).items()}
 
 
-def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, review_recall: float, min_pp: int) -> dict:
+def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, review_recall: float, min_pp: int,
+                block_floor: tuple[float, str | None] = (-np.inf, None)) -> dict:
     precision, recall, cut = precision_recall_curve(label, score)
     # sklearn appends a (precision 1, recall 0) end point that has no threshold: drop it.
     precision, recall = precision[:-1], recall[:-1]
@@ -78,6 +87,10 @@ def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, re
     b, block_met = _block_index(precision, predicted_positive, block_precision, min_pp)
     r = int(np.flatnonzero(recall >= review_recall)[-1])
     block, review = float(cut[b]), float(cut[r])
+    floor, floor_source = block_floor
+    raised = floor_source is not None and floor > block
+    if raised:
+        block = floor
     clipped = review > block
     if clipped:
         review = block
@@ -88,9 +101,32 @@ def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, re
         "block_target_met": block_met,
         "review_target_met": True,
         "review_clipped_to_block": clipped,
+        **({"block_raised_for": floor_source if raised else None} if floor_source is not None else {}),
         **_achieved("block", label, score, block),
         **_achieved("review", label, score, review),
     }
+
+
+def false_block_floor(label: np.ndarray, score: np.ndarray, sources: np.ndarray, rate: float,
+                      min_negatives: int = MIN_SOURCE_NEGATIVES) -> tuple[float, str | None]:
+    """The lowest threshold that blocks at most `rate` of the known negatives of every source that has at least
+    `min_negatives` of them, and the source that sets it (None when no source has enough negatives).
+
+    >>> label = np.zeros(400); score = np.r_[np.linspace(0, 0.5, 200), np.linspace(0, 0.9, 200)]
+    >>> t, by = false_block_floor(label, score, np.array(["a"] * 200 + ["b"] * 200), rate=0.01)
+    >>> by, round(t, 3), int((score[200:] >= t).sum())  # source b's 2 highest negatives may be blocked
+    ('b', 0.891, 2)
+    """
+    floor, by = -np.inf, None
+    for source in np.unique(sources):
+        negatives = np.sort(score[(sources == source) & (label == 0)])[::-1]
+        if len(negatives) < min_negatives:
+            continue
+        allowed = int(np.floor(rate * len(negatives)))  # this many negatives may lie at or above the threshold
+        t = float(np.nextafter(negatives[allowed], np.inf)) if allowed < len(negatives) else -np.inf
+        if t > floor:
+            floor, by = t, str(source)
+    return floor, by
 
 
 def _default(label: np.ndarray, score: np.ndarray) -> dict:
@@ -126,6 +162,8 @@ def choose_thresholds(
     zero_shot: Sequence[str] = (),
     source: str = "validation",
     min_predicted_positive: int = MIN_PREDICTED_POSITIVE,
+    sources=None,
+    max_false_block_rate: float | None = None,
 ) -> Thresholds:
     """Choose `block` and `review` thresholds per category from held-out scores (see the module docstring).
 
@@ -133,7 +171,8 @@ def choose_thresholds(
     `zero_shot` are marked so and never block), `block_target_met`, `source`, and in `measured`:
     "target_block_precision", "target_review_recall", "review_target_met", "review_clipped_to_block",
     "support", "positives", "block_precision", "block_recall", "block_f1", "block_predicted_positive", and
-    the same for review. `source` says what the scores are ("validation" or "cross_source").
+    the same for review. `source` says what the scores are ("validation" or "cross_source"). `sources` (N,) and
+    `max_false_block_rate` bound each source's false blocks (module docstring); both or neither.
 
     >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
     ...                       ["hate"], block_precision=0.9, review_recall=1.0)
@@ -145,6 +184,13 @@ def choose_thresholds(
     review_recall = _check_target("review_recall", review_recall)
     if min_predicted_positive < 1:
         raise ValueError(f"min_predicted_positive must be >= 1, got {min_predicted_positive}")
+    if (sources is None) != (max_false_block_rate is None):
+        raise ValueError("sources and max_false_block_rate go together: the bound holds per source")
+    if sources is not None:
+        sources = np.asarray(sources, dtype=str)
+        if sources.shape != (len(labels),):
+            raise ValueError(f"sources has shape {sources.shape}, expected ({len(labels)},)")
+        max_false_block_rate = _check_target("max_false_block_rate", max_false_block_rate)
     out: dict[str, dict] = {}
     for c, cat in enumerate(categories):
         keep = label_mask[:, c]
@@ -154,10 +200,13 @@ def choose_thresholds(
             logger.warning("%s: no known positive in %d validation labels; using default thresholds", cat, len(label))
             entry = _default(label, score)
         else:
-            entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive)
+            floor = ((-np.inf, None) if sources is None else
+                     false_block_floor(label, score, sources[keep], max_false_block_rate))
+            entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive, floor)
             _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
         out[cat] = {
             **entry,
+            **({"target_max_false_block_rate": max_false_block_rate} if sources is not None else {}),
             "target_block_precision": block_precision,
             "target_review_recall": review_recall,
             "support": int(len(label)),
@@ -166,7 +215,10 @@ def choose_thresholds(
     unknown = sorted(set(zero_shot) - set(categories))
     if unknown:
         raise ValueError(f"zero_shot names {unknown}, which are not among the categories {list(categories)}")
-    return _typed(out, zero_shot, source, {"block_precision": block_precision, "review_recall": review_recall})
+    targets = {"block_precision": block_precision, "review_recall": review_recall}
+    if sources is not None:
+        targets["max_false_block_rate"] = max_false_block_rate
+    return _typed(out, zero_shot, source, targets)
 
 
 def _typed(entries: dict[str, dict], zero_shot: Sequence[str], source: str, targets: dict) -> Thresholds:
@@ -178,6 +230,13 @@ def _typed(entries: dict[str, dict], zero_shot: Sequence[str], source: str, targ
             source="default" if e["source"] == "default" else source,
             measured={k: v for k, v in e.items() if k not in (*kept, "source")})
         for cat, e in entries.items()})
+
+
+def false_block_bound(config, sources) -> dict:
+    """`choose_thresholds` keyword arguments for a config's `thresholds.max_false_block_rate` (none when it is
+    off), for rows from `sources`."""
+    rate = config.thresholds.max_false_block_rate
+    return {} if rate is None else {"sources": sources, "max_false_block_rate": rate}
 
 
 def block_off_domain(cross_source: Thresholds, validation: Thresholds) -> Thresholds:

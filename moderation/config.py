@@ -208,6 +208,10 @@ class TrainConfig(Strict):
 class ThresholdConfig(Strict):
     block_precision: float = Field(0.9, gt=0, le=1, description="block threshold: lowest reaching this precision")
     review_recall: float = Field(0.9, gt=0, le=1, description="review threshold: highest keeping this recall")
+    max_false_block_rate: float | None = Field(
+        0.01, gt=0, le=1, description="block threshold: also high enough that on every source (with at least 200 "
+                                      "known negatives of the class) at most this share of its negatives is blocked "
+                                      "(eval.thresholds); null: precision alone")
 
 
 class ZeroShotConfig(Strict):

@@ -90,6 +90,8 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
     tox = thresholds["toxicity"]
     assert tox.measured["support"] == int(held_out.label_mask[:, 0].sum())  # block chosen on all 600 held-out rows
     assert tox.measured["review_chosen_on"] == "validation" and tox.review <= tox.block
+    # The config's false-block bound was applied per held-out source (eval.thresholds.false_block_floor).
+    assert thresholds.targets["max_false_block_rate"] == 0.01 and "block_raised_for" in tox.measured
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
     assert "block thresholds chosen on held-out sources" in card

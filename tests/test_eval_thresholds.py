@@ -147,3 +147,53 @@ def test_invalid_targets_name_the_value(data, precision, recall, message):
     labels, mask, scores = data
     with pytest.raises(ValueError, match=message):
         choose_thresholds(labels, mask, scores, CATEGORIES, precision, recall)
+
+
+def _two_sources(seed=0):
+    """One class on two sources: a large one with well separated scores, which alone sets a low block threshold
+    at 90% pooled precision, and a smaller one whose negatives score high (another platform's register)."""
+    rng = np.random.default_rng(seed)
+    big = 4000
+    label = np.r_[rng.random(big) < 0.5, rng.random(1000) < 0.1].astype(float)
+    score = np.r_[np.where(label[:big] == 1, rng.beta(8, 2, big), rng.beta(2, 8, big)),
+                  np.where(label[big:] == 1, rng.beta(8, 2, 1000), rng.beta(5, 3, 1000))]
+    sources = np.array(["big"] * big + ["small"] * 1000)
+    return label[:, None], np.ones((len(label), 1), bool), score[:, None], sources
+
+
+def _false_block_rate(label, score, sources, source, block):
+    negatives = (sources == source) & (label[:, 0] == 0)
+    return float((score[negatives, 0] >= block).mean())
+
+
+def test_a_false_block_bound_holds_on_every_source_not_only_on_their_pool():
+    label, mask, score, sources = _two_sources()
+    pooled_only = choose_typed(label, mask, score, ["hate"], 0.9, 0.8)["hate"]
+    assert _false_block_rate(label, score, sources, "small", pooled_only.block) > 0.05  # the pool hides it
+    bounded = choose_typed(label, mask, score, ["hate"], 0.9, 0.8, sources=sources, max_false_block_rate=0.01)
+    t = bounded["hate"]
+    assert t.block > pooled_only.block and t.measured["block_raised_for"] == "small"
+    for source in ("big", "small"):
+        assert _false_block_rate(label, score, sources, source, t.block) <= 0.01
+    # The lowest such threshold: a hair lower lets more than 1% of the small source's negatives through.
+    assert _false_block_rate(label, score, sources, "small", np.nextafter(t.block, -np.inf)) > 0.01
+    assert bounded.targets["max_false_block_rate"] == 0.01 and t.measured["target_max_false_block_rate"] == 0.01
+    assert t.review == pooled_only.review  # the review band is a recall choice, untouched by the bound
+
+
+def test_a_source_with_few_negatives_sets_no_bound_and_an_already_high_block_is_not_raised():
+    label, mask, score, sources = _two_sources()
+    few = np.r_[np.ones(4000, bool), np.zeros(1000, bool)]
+    few[4000:4000 + 150] = True  # 150 rows of the small source: under MIN_SOURCE_NEGATIVES negatives
+    t = choose_typed(label[few], mask[few], score[few], ["hate"], 0.9, 0.8, sources=sources[few],
+                     max_false_block_rate=0.5)["hate"]
+    assert t.measured["block_raised_for"] is None
+    assert t.block == choose_typed(label[few], mask[few], score[few], ["hate"], 0.9, 0.8)["hate"].block
+
+
+def test_sources_and_the_false_block_bound_go_together(data):
+    labels, mask, scores = data
+    with pytest.raises(ValueError, match="go together"):
+        choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, sources=np.array(["a"] * len(labels)))
+    with pytest.raises(ValueError, match="shape"):
+        choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, sources=np.array(["a"]), max_false_block_rate=0.01)

@@ -166,11 +166,12 @@ def fold_metrics(labels, mask, fused, names: list[str], thresholds) -> dict:
 
 def cross_source_thresholds(folds: dict, held_out: str, names: list[str], config, zero_shot: list[str]):
     """Thresholds chosen on every other fold's held-out predictions (never `held_out`'s)."""
-    from eval.thresholds import choose_thresholds
+    from eval.thresholds import choose_thresholds, false_block_bound
 
     others = pooled([p for s, p in folds.items() if s != held_out])
     return choose_thresholds(others.labels, others.label_mask, others.fused, names, config.thresholds.block_precision,
-                             config.thresholds.review_recall, zero_shot=zero_shot, source="cross_source")
+                             config.thresholds.review_recall, zero_shot=zero_shot, source="cross_source",
+                             **false_block_bound(config, others.source))
 
 
 def measure(args) -> dict:
