@@ -131,6 +131,22 @@ def test_text_encoder_windows_cover_long_texts(tiny_bert):
     assert np.allclose(alone[0], emb[0], atol=1e-5)  # batching/bucketing does not change results
 
 
+def test_middle_and_last_layer_pooling_puts_both_means_side_by_side(tiny_bert):
+    from moderation.encoders.text import TextEncoder
+
+    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
+    both = TextEncoder(TextEncoderConfig(pooling="mean_middle_and_last", **base))
+    last = TextEncoder(TextEncoderConfig(pooling="mean", **base))
+    texts = ["hello there", "a longer sentence about cats and dogs"]
+    emb, _ = both.encode(texts)
+    assert both.dim == 2 * BERT_HIDDEN and emb.shape == (2, 2 * BERT_HIDDEN)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # The second half is the usual mean pooling (scaled by 1/sqrt 2); the first is another layer's.
+    assert np.allclose(emb[:, BERT_HIDDEN:] * 2 ** 0.5, last.encode(texts)[0], atol=1e-5)
+    assert not np.allclose(emb[:, :BERT_HIDDEN], emb[:, BERT_HIDDEN:], atol=1e-3)
+    assert both.identity != last.identity  # cached embeddings of one pooling never stand in for the other
+
+
 def test_model_save_load_round_trip(tmp_path):
     from moderation.zeroshot import ZeroShotScorer
 

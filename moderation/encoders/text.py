@@ -140,7 +140,8 @@ class TextEncoder(torch.nn.Module):
             self.adapter = _adapter_digest(Path(adapter))
             self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload()
         self.model.eval()
-        self.dim = int(self.model.config.hidden_size)
+        width = int(self.model.config.hidden_size)
+        self.dim = 2 * width if cfg.pooling == "mean_middle_and_last" else width
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
         self.max_length = min(cfg.max_length, int(limit))
         self.precision = cfg.precision
@@ -195,13 +196,23 @@ class TextEncoder(torch.nn.Module):
         return Windows([ids[i] for i in keep], owner[keep])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        """(B, dim) unit-length window embeddings."""
+        both = self.cfg.pooling == "mean_middle_and_last"
+        result = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=both)
+        out = result.last_hidden_state  # (B, T, H)
         if self.cfg.pooling == "cls":
-            pooled = out[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(out.dtype)  # (B, T, 1)
-            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return torch.nn.functional.normalize(pooled, dim=-1)  # (B, H)
+            return torch.nn.functional.normalize(out[:, 0], dim=-1)
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)  # (B, T, 1)
+
+        def mean(layer):
+            return torch.nn.functional.normalize((layer * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
+
+        if not both:
+            return mean(out)
+        # hidden_states[0] is the embedding layer; the middle transformer layer is len // 2. Each half is unit
+        # length, the pair scaled to unit length too, so cosine similarity (zero-shot prototypes) still works.
+        middle = result.hidden_states[len(result.hidden_states) // 2]
+        return torch.cat([mean(middle), mean(out)], dim=-1) / 2 ** 0.5  # (B, 2H)
 
     def pad(self, ids: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
