@@ -152,6 +152,9 @@ def attach_cross_source(run_dir: str | Path, cross_dir: str | Path, progress: bo
     target.mkdir(exist_ok=True)
     for name in (runfiles.PREDICTIONS, runfiles.CROSS_SOURCE_SUMMARY):
         shutil.copyfile(cross_dir / name, target / name)
+    (target / runfiles.REVIEW_TRADEOFF_PLOT).unlink(missing_ok=True)
+    if (cross_dir / runfiles.REVIEW_TRADEOFF_PLOT).is_file():  # measured by benchmarks since 2026-11-27
+        shutil.copyfile(cross_dir / runfiles.REVIEW_TRADEOFF_PLOT, target / runfiles.REVIEW_TRADEOFF_PLOT)
     (target / runfiles.CROSS_SOURCE_REFERENCE).unlink(missing_ok=True)
     if reference is not None:
         runfiles.write_json(target / runfiles.CROSS_SOURCE_REFERENCE, reference)

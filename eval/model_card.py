@@ -87,6 +87,8 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "",
         *_never_block(thresholds),
         *_cross_source(cross_source, config.category_names),
+        *_review_band(cross_source, config.thresholds.review_recall,
+                      (Path(run_dir) / runfiles.CROSS_SOURCE / runfiles.REVIEW_TRADEOFF_PLOT).is_file()),
         *_evasion(evasion),
         *_release_notes(run_dir),
         *_pictures(config),
@@ -151,6 +153,27 @@ def _pct(value) -> str:
 def _mean(entry: Mapping | None):
     """The mean of a cross-source summary entry ({"mean": ..., "worst": ...}), None when absent."""
     return None if not entry else entry.get("mean")
+
+
+def _review_band(summary: Mapping | None, review_recall: float, picture: bool) -> list[str]:
+    """What other review recall targets would give on unseen sources: the workload the review band costs."""
+    points = (summary or {}).get("summary", {}).get("review_targets")
+    if not points:
+        return []
+    lines = ["## Choosing the review band", "",
+             f"Review thresholds are chosen on validation at recall {_fmt(review_recall)} "
+             "(`thresholds.review_recall`). What other targets would have given on the held-out sources above "
+             "(review thresholds chosen at the target on each fold's validation split, block thresholds as "
+             "deployed; mean over sources):", "",
+             "| review recall target | benign flagged | harmful caught | benign blocked |", "|---|---|---|---|"]
+    for target, r in points.items():
+        deployed = " (deployed)" if float(target) == review_recall else ""
+        lines.append(f"| {target}{deployed} | {_pct(r['benign_flagged'])} | {_pct(r['harmful_caught'])} | "
+                     f"{_pct(r['benign_blocked'])} |")
+    if picture:
+        lines += ["", f"![benign flagged against harmful caught per review target]"
+                      f"({runfiles.CROSS_SOURCE}/{runfiles.REVIEW_TRADEOFF_PLOT})"]
+    return [*lines, ""]
 
 
 def _cross_source(summary: Mapping | None, names: list[str]) -> list[str]:

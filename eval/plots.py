@@ -171,3 +171,34 @@ def plot_threshold_tradeoff(label, score, category: str, thresholds: Mapping | N
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return _save(fig, Path(out_dir) / f"tradeoff_{_safe_name(category)}.png")
+
+
+def plot_review_tradeoff(summary: Mapping, path: Path, deployed_target: float | None = None) -> Path:
+    """Benign posts flagged against harmful posts caught on sources the model never trained on, one point per
+    review recall target (`moderation bench cross-source`'s `review_targets`): a thin line per held-out source,
+    the mean over sources thick, the deployed target circled. The review band is a workload choice; this is
+    what each choice costs and buys off-domain."""
+    fig, ax = _figure()
+    for source, result in summary["sources"].items():
+        points = result.get("review_targets", {})
+        xs = [points[t]["benign_flagged"] for t in points]
+        ys = [points[t]["harmful_caught"] for t in points]
+        if None not in xs and None not in ys:
+            ax.plot(xs, ys, "-", lw=0.8, alpha=0.45, label=source)
+    mean = summary["summary"].get("review_targets", {})
+    targets = list(mean)
+    xs = [mean[t]["benign_flagged"] for t in targets]
+    ys = [mean[t]["harmful_caught"] for t in targets]
+    ax.plot(xs, ys, "-o", color="black", lw=2.2, label="mean over sources")
+    for t, x, y in zip(targets, xs, ys):
+        ax.annotate(f"recall {t}", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8)
+        if deployed_target is not None and float(t) == deployed_target:
+            ax.plot([x], [y], "o", ms=14, mfc="none", mec=_MARKERS["review"][1], mew=2, label="deployed target")
+    ax.set_xlabel("benign posts flagged (review or block)")
+    ax.set_ylabel("harmful posts caught (flagged)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Review target on unseen sources: {summary.get('label', '')}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, Path(path))

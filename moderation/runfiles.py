@@ -51,6 +51,7 @@ PREDICTIONS = "predictions.npz"
 CROSS_SOURCE = "cross_source"
 CROSS_SOURCE_SUMMARY = "summary.json"
 CROSS_SOURCE_REFERENCE = "reference.json"  # another recipe's summary, for the card's before/after table
+REVIEW_TRADEOFF_PLOT = "review_tradeoff.png"  # benign flagged vs harmful caught per review target, off-domain
 EVASION = "evasion.json"
 # Written by people, not by a run (so not in RUN_OUTPUTS: `--overwrite` keeps it): what the releasers judged
 # and measured by hand, e.g. why a class did not improve. The model card shows it.

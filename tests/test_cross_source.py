@@ -62,6 +62,17 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
         assert result["any_harm_average_precision"] > 0.7
         assert 0 <= result["deployed"]["benign_flagged"] <= 1 and "cross_source_thresholds" in result
         assert 0 <= result["probe"]["flagged"] <= 1
+        # A higher review recall target can only lower review thresholds: more flagged, more caught.
+        trade = result["review_targets"]
+        assert list(trade) == ["0.5", "0.6", "0.7", "0.8", "0.9"]
+        for key in ("benign_flagged", "harmful_caught"):
+            values = [trade[t][key] for t in trade]
+            assert values == sorted(values), (key, values)
+        # At the config's own target the trade is the deployed decision.
+        assert trade[f"{summary['review_recall']:g}"] == result["cross_source_thresholds"]
+    assert set(summary["summary"]["review_targets"]) == set(trade)
+    assert (tmp_path / "tiny" / "review_tradeoff.png").stat().st_size > 10_000
+    assert "review recall target" in body
     assert summary["summary"]["any_harm_average_precision"]["worst"]["source"] in {"synthetic", "other"}
     assert "| tiny |" in body and "### tiny: per held-out source" in body
     assert summary["speed_posts"] == 20 and summary["posts_per_second"] > 0
@@ -95,6 +106,8 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
     assert "block thresholds chosen on held-out sources" in card
+    assert "## Choosing the review band" in card and "(cross_source/review_tradeoff.png)" in card
+    assert (run / "cross_source" / "review_tradeoff.png").is_file()
     assert "### Against" not in card
 
     # Compared with another measurement (here: the same one), the card gains the before/after tables.

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUT = common.REPO / "runs" / "cross_source"
 PROBE_ROWS = 600
+REVIEW_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)  # review recall targets whose off-domain trade is reported
 
 
 def fold_config(config_path: str | Path, overrides: list[str], held_out: str, out_dir: Path):
@@ -174,6 +175,25 @@ def cross_source_thresholds(folds: dict, held_out: str, names: list[str], config
                              **false_block_bound(config, others.source))
 
 
+def review_tradeoff(run_dir: Path, held_out, block, names: list[str], config, zero_shot: list[str]) -> dict:
+    """What other review recall targets would have given on the held-out source: for each of `REVIEW_TARGETS`,
+    the fold's review thresholds chosen at that target on its own validation split (as training chooses them),
+    block thresholds as deployed (`block`, chosen on the other sources), and the decision rates on `held_out`.
+    The review band is a workload choice (`thresholds.review_recall`); this is the trade it makes off-domain."""
+    from eval.thresholds import block_off_domain, choose_thresholds, false_block_bound
+    from moderation.policy import threshold_actions
+
+    val = runfiles.read_predictions(run_dir).splits["validation"]
+    harmful, benign = any_harm(held_out.labels, held_out.label_mask)
+    out = {}
+    for target in REVIEW_TARGETS:
+        review = choose_thresholds(val.labels, val.label_mask, val.fused, names, config.thresholds.block_precision,
+                                   target, zero_shot=zero_shot, **false_block_bound(config, val.source))
+        actions = threshold_actions(names, held_out.fused, block_off_domain(block, review))
+        out[f"{target:g}"] = decision_rates(actions, harmful, benign)
+    return out
+
+
 def measure(args) -> dict:
     from eval.evaluate import train_and_evaluate
     from eval.thresholds import block_off_domain
@@ -218,23 +238,30 @@ def measure(args) -> dict:
         for held_out, p in folds.items():
             # As `moderation evaluate --thresholds-from` deploys them: block from the other sources, review
             # from the fold's own validation split.
-            t = block_off_domain(cross_source_thresholds(folds, held_out, names, base, zero_shot[held_out]),
-                                 runfiles.read_thresholds(out / held_out))
+            block = cross_source_thresholds(folds, held_out, names, base, zero_shot[held_out])
+            t = block_off_domain(block, runfiles.read_thresholds(out / held_out))
             harmful, benign = any_harm(p.labels, p.label_mask)
             actions = threshold_actions(names, p.fused, t)
             results[held_out]["cross_source_thresholds"] = decision_rates(actions, harmful, benign)
+            results[held_out]["review_targets"] = review_tradeoff(out / held_out, p, block, names, base,
+                                                                  zero_shot[held_out])
     speed = None
     if args.speed_posts:
         bar.write(f"speed: {args.speed_posts} validation posts through the first fold's model")
         speed = posts_per_second(out / sources[0], speed_texts(base, args.speed_posts, args.seed))
     # The recipe is what `moderation evaluate --thresholds-from` checks a run against before using these.
     summary = {"label": args.label, "config": str(args.config), "overrides": list(args.set),
-               "recipe": base.recipe(), "sources": results, "summary": summarise(results), "probe_rows": len(probe),
+               "recipe": base.recipe(), "review_recall": base.thresholds.review_recall, "sources": results,
+               "summary": summarise(results), "probe_rows": len(probe),
                "posts_per_second": speed, "speed_posts": args.speed_posts, "machine": common_machine()}
     out.mkdir(parents=True, exist_ok=True)
     runfiles.write_predictions(out, runfiles.Predictions(names, f"cross-source-{args.label}",
                                                          {"test": pooled(list(folds.values()))}))
     runfiles.write_json(out / runfiles.CROSS_SOURCE_SUMMARY, summary)
+    if "review_targets" in summary["summary"]:
+        from eval.plots import plot_review_tradeoff
+
+        plot_review_tradeoff(summary, out / runfiles.REVIEW_TRADEOFF_PLOT, base.thresholds.review_recall)
     return summary
 
 
@@ -264,6 +291,12 @@ def summarise(results: dict) -> dict:
     out = {"mean_average_precision": {"mean": mean(mean_ap), "worst": worst(mean_ap)},
            "any_harm_average_precision": {"mean": mean(any_ap), "worst": worst(any_ap)},
            "probe_flagged": {"mean": mean(values(lambda r: r["probe"]["flagged"]))}}
+    if all("review_targets" in r for r in results.values()):
+        targets = next(iter(results.values()))["review_targets"]
+        out["review_targets"] = {
+            target: {k: mean(values(lambda r, t=target, k=k: r["review_targets"][t][k]))
+                     for k in ("benign_flagged", "benign_blocked", "harmful_caught")}
+            for target in targets}
     for where in ("deployed", "cross_source_thresholds"):
         if not all(where in r for r in results.values()):
             continue
@@ -329,6 +362,7 @@ def report(summaries: list[dict], names: list[str]) -> str:
                         if "cross_source_thresholds" in r else None,
                         common.pct(r["probe"]["flagged"]), ", ".join(r["zero_shot"]) or "—"]
                        for src, r in s["sources"].items()]), "",
+                  *review_tradeoff_table(s["summary"], s.get("review_recall")),
                   "Per class PR-AUC on the held-out source (support, positives):", "",
                   common.md_table(["held-out source", *names],
                                   [[src, *[None if r["per_class"][c]["average_precision"] is None else
@@ -336,6 +370,19 @@ def report(summaries: list[dict], names: list[str]) -> str:
                                            f"{r['per_class'][c]['positives']})" for c in names]]
                                    for src, r in s["sources"].items()]), ""]
     return "\n".join(lines)
+
+
+def review_tradeoff_table(summary: dict, deployed: float | None = None) -> list[str]:
+    """Markdown lines: per review recall target, the mean decision rates over the held-out sources."""
+    points = summary.get("review_targets")
+    if not points:
+        return []
+    rows = [[f"{t}" + (" (deployed)" if deployed is not None and float(t) == deployed else ""),
+             common.pct(r["benign_flagged"]), common.pct(r["harmful_caught"]), common.pct(r["benign_blocked"])]
+            for t, r in points.items()]
+    return ["Review recall target (review thresholds chosen at it on each fold's validation split; block thresholds "
+            "as deployed), mean over the held-out sources:", "",
+            common.md_table(["review recall target", "benign flagged", "harmful caught", "benign blocked"], rows), ""]
 
 
 def stored_summaries(out: Path) -> list[dict]:
