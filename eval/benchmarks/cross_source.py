@@ -303,9 +303,12 @@ def summarise(results: dict) -> dict:
         flagged = values(lambda r: r[where]["benign_flagged"])
         blocked = values(lambda r: r[where]["benign_blocked"])
         caught = values(lambda r: r[where]["harmful_caught"])
+        # Blocked without a human: the other side of the block thresholds' trade (the rest of `caught` is reviewed).
+        harmful_blocked = values(lambda r: r[where]["harmful_blocked"])
         out[where] = {"benign_flagged": {"mean": mean(flagged), "worst": worst(flagged, lowest=False)},
                       "benign_blocked": {"mean": mean(blocked), "worst": worst(blocked, lowest=False)},
-                      "harmful_caught": {"mean": mean(caught), "worst": worst(caught)}}
+                      "harmful_caught": {"mean": mean(caught), "worst": worst(caught)},
+                      "harmful_blocked": {"mean": mean(harmful_blocked), "worst": worst(harmful_blocked)}}
     return out
 
 
@@ -332,7 +335,8 @@ def report(summaries: list[dict], names: list[str]) -> str:
              "`runs/cross_source/<label>/summary.json`.", ""]
     header = ["recipe (label)", "overrides", "mean PR-AUC", "any-harm PR-AUC", "benign flagged", "benign blocked",
               "harmful caught", "benign flagged (cross-source block thr.)", "benign blocked (cross-source block thr.)",
-              "harmful caught (cross-source block thr.)", "harmless probe flagged", "posts/s in-process"]
+              "harmful caught (cross-source block thr.)", "harmful blocked (cross-source block thr.)",
+              "harmless probe flagged", "posts/s in-process"]
     rows = []
     for s in summaries:
         m = s["summary"]
@@ -341,7 +345,8 @@ def report(summaries: list[dict], names: list[str]) -> str:
         rows.append([s["label"], " ".join(f"`{o}`" for o in [*config, *s["overrides"]]) or "—",
                      _mean_worst(m["mean_average_precision"]), _mean_worst(m["any_harm_average_precision"]),
                      *[_mean_worst(dep.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
-                     *[_mean_worst(xs.get(k), True) for k in ("benign_flagged", "benign_blocked", "harmful_caught")],
+                     *[_mean_worst(xs.get(k), True)
+                       for k in ("benign_flagged", "benign_blocked", "harmful_caught", "harmful_blocked")],
                      common.pct(m["probe_flagged"]["mean"]),
                      None if s.get("posts_per_second") is None else f"{s['posts_per_second']:.0f}"])
     lines += [common.md_table(header, rows), ""]
