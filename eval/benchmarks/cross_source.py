@@ -312,7 +312,7 @@ def summarise(results: dict) -> dict:
         out[where] = {"benign_flagged": {"mean": mean(flagged), "worst": worst(flagged, lowest=False)},
                       "benign_blocked": {"mean": mean(blocked), "worst": worst(blocked, lowest=False)},
                       "harmful_caught": {"mean": mean(caught), "worst": worst(caught)},
-                      "harmful_blocked": {"mean": mean(harmful_blocked), "worst": worst(harmful_blocked)}}
+                      "harmful_blocked": {"mean": mean(harmful_blocked)}}  # no "worst": fewer is not worse
     return out
 
 
