@@ -175,7 +175,7 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
         if sources is None:
             raise ValueError("loss.balance: per_source needs each training row's source")
         row_weights = torch.from_numpy(source_balanced_weights(train.labels, train.label_mask, sources,
-                                                               config.loss.max_row_weight))
+                                                               config.loss.max_row_weight)).to(device)
         loss_fn = _loss_fn(config, None)  # the balance already weighs each source's positives against its negatives
     else:
         pw = positive_weights(train.labels, train.label_mask, config.loss.max_pos_weight)
@@ -236,7 +236,7 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
             inputs["text_windows"], inputs["owner"] = encode_batch(text_encoder, texts["train_windows"], idx, device)
         label, mask = train.targets(idx, device)
         mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
-        weight = row_weights[torch.as_tensor(idx)].to(device) if row_weights is not None else None
+        weight = row_weights[torch.as_tensor(idx, device=device)] if row_weights is not None else None
         logits = model(**inputs)
         loss = loss_fn(logits["fused"], label, mask, weight)
         if config.loss.unimodal_weight and config.head.fusion in ("late", "concat"):
