@@ -139,7 +139,10 @@ def _never_block(thresholds: Thresholds) -> list[str]:
         "class sends a post to human review at most, whatever its score."
         + (f" Block thresholds are also high enough that on every source they were chosen on, at most "
            f"{100 * thresholds.targets['max_false_block_rate']:g}% of a class's known negatives would be blocked."
-           if thresholds.targets.get("max_false_block_rate") else ""),
+           if thresholds.targets.get("max_false_block_rate") else "")
+        + (f" A class blocks only when that bound was checked on at least {thresholds.targets['min_block_sources']:g} "
+           "sources with enough known negatives (200 each): one source's posts say little about the next platform's."
+           if thresholds.targets.get("min_block_sources") else ""),
         "",
         *([f"- {name}: {why}" for name, why in never.items()] or ["None: every class may block."]),
         "",

@@ -25,6 +25,12 @@ The rule, per class, on the known labels of that class only:
   block rate its posts happen to have. A bound on each source's negatives is base-rate free and has to hold
   on every source seen, so it says more about the next one (measured across sources: benign posts blocked
   7.2% -> 0.6% at a 1% bound, harmful posts blocked 23% -> 6%, caught 83% -> 82%; BENCHMARKS.md).
+- With `min_block_sources` as well, a class blocks only when that bound was checked on at least that many
+  sources (each with `MIN_SOURCE_NEGATIVES` known negatives); otherwise `block_target_met` is False and the
+  class sends to review at most (`measured["block_sources_checked"]` says on how many it was). A bound checked
+  on one source's posts holds on that source by construction and says little about the next: measured, a
+  class labelled by one source only (`sexual`, convabuse) met its bound there and blocked 2.9% of another
+  source's benign posts (BENCHMARKS.md, cross-source).
 
 `block_off_domain(cross_source, validation)` combines two such choices the way a run with cross-source
 predictions deploys them: the block threshold (and whether it may block at all) from predictions on sources
@@ -107,6 +113,17 @@ def _from_curve(label: np.ndarray, score: np.ndarray, block_precision: float, re
     }
 
 
+def _negatives_by_source(label: np.ndarray, score: np.ndarray, sources: np.ndarray,
+                         min_negatives: int) -> dict[str, np.ndarray]:
+    """{source: its known negatives' scores, highest first} for the sources with at least `min_negatives`."""
+    out = {}
+    for source in np.unique(sources):
+        negatives = np.sort(score[(sources == source) & (label == 0)])[::-1]
+        if len(negatives) >= min_negatives:
+            out[str(source)] = negatives
+    return out
+
+
 def false_block_floor(label: np.ndarray, score: np.ndarray, sources: np.ndarray, rate: float,
                       min_negatives: int = MIN_SOURCE_NEGATIVES) -> tuple[float, str | None]:
     """The lowest threshold that blocks at most `rate` of the known negatives of every source that has at least
@@ -118,15 +135,20 @@ def false_block_floor(label: np.ndarray, score: np.ndarray, sources: np.ndarray,
     ('b', 0.891, 2)
     """
     floor, by = -np.inf, None
-    for source in np.unique(sources):
-        negatives = np.sort(score[(sources == source) & (label == 0)])[::-1]
-        if len(negatives) < min_negatives:
-            continue
+    for source, negatives in _negatives_by_source(label, score, sources, min_negatives).items():
         allowed = int(np.floor(rate * len(negatives)))  # this many negatives may lie at or above the threshold
         t = float(np.nextafter(negatives[allowed], np.inf)) if allowed < len(negatives) else -np.inf
         if t > floor:
-            floor, by = t, str(source)
+            floor, by = t, source
     return floor, by
+
+
+def _require_enough_sources(entry: dict, checked: int, min_sources: int) -> dict:
+    """`entry` with the block refused (`block_target_met` False) when the bound was checked on too few sources."""
+    entry = {**entry, "block_sources_checked": checked}
+    if checked < min_sources and entry["block_target_met"] is not None:
+        entry["block_target_met"] = False
+    return entry
 
 
 def _default(label: np.ndarray, score: np.ndarray) -> dict:
@@ -144,7 +166,10 @@ def _default(label: np.ndarray, score: np.ndarray) -> dict:
 
 
 def _warn_if_weak(cat: str, entry: dict, block_precision: float, no_negative: bool) -> None:
-    if not entry["block_target_met"]:
+    if entry["block_precision"] >= block_precision and not entry["block_target_met"]:
+        logger.warning("%s: block threshold checked on %s source(s) with enough negatives, too few to block",
+                       cat, entry.get("block_sources_checked"))
+    elif not entry["block_target_met"]:
         logger.warning("%s: no threshold reaches precision %.3f; block=%.4f gives precision %.3f (fallback)",
                        cat, block_precision, entry["block"], entry["block_precision"])
     if no_negative:
@@ -164,6 +189,7 @@ def choose_thresholds(
     min_predicted_positive: int = MIN_PREDICTED_POSITIVE,
     sources=None,
     max_false_block_rate: float | None = None,
+    min_block_sources: int | None = None,
 ) -> Thresholds:
     """Choose `block` and `review` thresholds per category from held-out scores (see the module docstring).
 
@@ -173,6 +199,7 @@ def choose_thresholds(
     "support", "positives", "block_precision", "block_recall", "block_f1", "block_predicted_positive", and
     the same for review. `source` says what the scores are ("validation" or "cross_source"). `sources` (N,) and
     `max_false_block_rate` bound each source's false blocks (module docstring); both or neither.
+    `min_block_sources` (with them) lets a class block only when its bound was checked on that many sources.
 
     >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
     ...                       ["hate"], block_precision=0.9, review_recall=1.0)
@@ -191,6 +218,9 @@ def choose_thresholds(
         if sources.shape != (len(labels),):
             raise ValueError(f"sources has shape {sources.shape}, expected ({len(labels)},)")
         max_false_block_rate = _check_target("max_false_block_rate", max_false_block_rate)
+    if min_block_sources is not None and (sources is None or min_block_sources < 1):
+        raise ValueError(f"min_block_sources={min_block_sources!r} needs sources and is at least 1: it counts the "
+                         "sources the false-block bound was checked on")
     out: dict[str, dict] = {}
     for c, cat in enumerate(categories):
         keep = label_mask[:, c]
@@ -203,10 +233,14 @@ def choose_thresholds(
             floor = ((-np.inf, None) if sources is None else
                      false_block_floor(label, score, sources[keep], max_false_block_rate))
             entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive, floor)
+            if min_block_sources is not None:
+                checked = len(_negatives_by_source(label, score, sources[keep], MIN_SOURCE_NEGATIVES))
+                entry = _require_enough_sources(entry, checked, min_block_sources)
             _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
         out[cat] = {
             **entry,
             **({"target_max_false_block_rate": max_false_block_rate} if sources is not None else {}),
+            **({"target_min_block_sources": min_block_sources} if min_block_sources is not None else {}),
             "target_block_precision": block_precision,
             "target_review_recall": review_recall,
             "support": int(len(label)),
@@ -218,6 +252,8 @@ def choose_thresholds(
     targets = {"block_precision": block_precision, "review_recall": review_recall}
     if sources is not None:
         targets["max_false_block_rate"] = max_false_block_rate
+    if min_block_sources is not None:
+        targets["min_block_sources"] = min_block_sources
     return _typed(out, zero_shot, source, targets)
 
 
@@ -233,10 +269,13 @@ def _typed(entries: dict[str, dict], zero_shot: Sequence[str], source: str, targ
 
 
 def false_block_bound(config, sources) -> dict:
-    """`choose_thresholds` keyword arguments for a config's `thresholds.max_false_block_rate` (none when it is
-    off), for rows from `sources`."""
-    rate = config.thresholds.max_false_block_rate
-    return {} if rate is None else {"sources": sources, "max_false_block_rate": rate}
+    """`choose_thresholds` keyword arguments for a config's `thresholds.max_false_block_rate` and
+    `min_block_sources` (none when the bound is off), for rows from `sources`."""
+    t = config.thresholds
+    if t.max_false_block_rate is None:
+        return {}
+    return {"sources": sources, "max_false_block_rate": t.max_false_block_rate,
+            **({"min_block_sources": t.min_block_sources} if t.min_block_sources is not None else {})}
 
 
 def block_off_domain(cross_source: Thresholds, validation: Thresholds) -> Thresholds:

@@ -215,6 +215,18 @@ class ThresholdConfig(Strict):
         0.01, gt=0, le=1, description="block threshold: also high enough that on every source (with at least 200 "
                                       "known negatives of the class) at most this share of its negatives is blocked "
                                       "(eval.thresholds); null: precision alone")
+    min_block_sources: int | None = Field(
+        None, ge=1, description="a class blocks only when its false-block bound was checked on at least this many "
+                                "sources (each with at least 200 known negatives of the class): a bound checked on "
+                                "one source's posts says little about the next platform's (eval.thresholds); "
+                                "null: no such rule")
+
+    @model_validator(mode="after")
+    def _sources_need_the_bound(self) -> ThresholdConfig:
+        if self.min_block_sources is not None and self.max_false_block_rate is None:
+            raise ValueError("min_block_sources counts the sources the false-block bound was checked on: "
+                             "set max_false_block_rate too")
+        return self
 
 
 class ZeroShotConfig(Strict):

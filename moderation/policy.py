@@ -7,8 +7,9 @@ may import it.
 Per category c, with thresholds `review <= block`:
 
 - a score at or above `block` blocks, but only when the class *may block*: it is trained (not zero-shot) and
-  its block threshold met its precision target on held-out data. Otherwise that score sends to review: a
-  threshold nobody could check must not take posts down on its own;
+  its block threshold met its targets on held-out data (precision, and where configured a false-block bound
+  checked on enough sources). Otherwise that score sends to review: a threshold nobody could check must not
+  take posts down on its own;
 - a score in `[review, block)` goes to human review;
 - below `review` allows.
 
@@ -78,8 +79,9 @@ class ClassThresholds(BaseModel):
                                                  "(only when `may_block`; otherwise it sends to review)")
     scoring: Scoring = Field(Scoring.TRAINED, description="trained head or zero-shot")
     block_target_met: bool | None = Field(
-        None, description="whether `block` reached the block precision target on held-out data; "
-                          "null when it could not be checked (no known positive)")
+        None, description="whether `block` met its targets on held-out data: the block precision and, where "
+                          "configured, a false-block bound checked on enough sources; null when it could not be "
+                          "checked (no known positive)")
     source: Literal["validation", "cross_source", "default"] = Field(
         "validation", description="where the thresholds were chosen: the validation split, predictions on "
                                   "sources the model did not train on, or defaults (nothing to tune on)")
@@ -103,6 +105,10 @@ class ClassThresholds(BaseModel):
             return "scored zero-shot: sends to review at most"
         if self.block_target_met is None:
             return "block precision could not be checked (no known positive): sends to review at most"
+        checked, needed = self.measured.get("block_sources_checked"), self.measured.get("target_min_block_sources")
+        if not self.block_target_met and checked is not None and needed is not None and checked < needed:
+            return (f"block threshold checked on {checked} source(s) with enough known negatives, {needed} needed: "
+                    "sends to review at most")
         if not self.block_target_met:
             where = " on sources the model never trained on" if self.source == "cross_source" else ""
             return f"block threshold missed its precision target{where}: sends to review at most"

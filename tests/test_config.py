@@ -76,3 +76,13 @@ def test_apply_override_into_lists():
     tree = {"a": [{"b": 1}]}
     apply_override(tree, "a.0.b=2")
     assert tree == {"a": [{"b": 2}]}
+
+
+def test_min_block_sources_needs_the_false_block_bound():
+    from moderation.config import ThresholdConfig
+
+    assert ThresholdConfig(min_block_sources=2).min_block_sources == 2
+    with pytest.raises(ValueError, match="set max_false_block_rate too"):
+        ThresholdConfig(max_false_block_rate=None, min_block_sources=2)
+    with pytest.raises(ValueError):
+        ThresholdConfig(min_block_sources=0)

@@ -197,3 +197,40 @@ def test_sources_and_the_false_block_bound_go_together(data):
         choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, sources=np.array(["a"] * len(labels)))
     with pytest.raises(ValueError, match="shape"):
         choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, sources=np.array(["a"]), max_false_block_rate=0.01)
+
+
+def test_a_class_whose_bound_was_checked_on_too_few_sources_never_blocks():
+    label, mask, score, sources = _two_sources()
+    kwargs = {"sources": sources, "max_false_block_rate": 0.01}
+    both = choose_typed(label, mask, score, ["hate"], 0.9, 0.8, **kwargs, min_block_sources=2)
+    assert both["hate"].may_block and both["hate"].measured["block_sources_checked"] == 2
+    assert both.targets["min_block_sources"] == 2
+    # Only the big source's rows: its bound holds there by construction, and that is all it says.
+    big = sources == "big"
+    one = choose_typed(label[big], mask[big], score[big], ["hate"], 0.9, 0.8, sources=sources[big],
+                       max_false_block_rate=0.01, min_block_sources=2)["hate"]
+    unruled = choose_typed(label[big], mask[big], score[big], ["hate"], 0.9, 0.8, sources=sources[big],
+                           max_false_block_rate=0.01)["hate"]
+    assert unruled.may_block and not one.may_block and one.block_target_met is False
+    assert one.block == unruled.block and one.measured["block_precision"] >= 0.9  # precision alone would block
+    assert one.no_block_reason == ("block threshold checked on 1 source(s) with enough known negatives, 2 needed: "
+                                   "sends to review at most")
+    # A source with fewer than MIN_SOURCE_NEGATIVES negatives does not count as checked.
+    few = big | (np.arange(len(label)) >= len(label) - 150)
+    assert not choose_typed(label[few], mask[few], score[few], ["hate"], 0.9, 0.8, sources=sources[few],
+                            max_false_block_rate=0.01, min_block_sources=2)["hate"].may_block
+
+
+def test_the_source_count_rule_carries_into_off_domain_blocks_and_needs_the_bound(data):
+    from eval.thresholds import block_off_domain
+
+    label, mask, score, sources = _two_sources()
+    big = sources == "big"
+    off = choose_typed(label[big], mask[big], score[big], ["hate"], 0.9, 0.8, sources=sources[big],
+                       max_false_block_rate=0.01, min_block_sources=2, source="cross_source")
+    val = choose_typed(label, mask, score, ["hate"], 0.9, 0.8)
+    t = block_off_domain(off, val)["hate"]
+    assert not t.may_block and "1 source(s)" in t.no_block_reason
+    labels, mask, scores = data
+    with pytest.raises(ValueError, match="min_block_sources"):
+        choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, min_block_sources=2)
