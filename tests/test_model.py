@@ -159,3 +159,20 @@ def test_model_save_load_round_trip(tmp_path):
     for key in ("fused", "text", "image"):
         assert torch.allclose(model(**batch, for_prediction=True)[key], loaded(**batch, for_prediction=True)[key])
     assert meta["version"] == "v1" and meta["categories"] == ["a", "b", "c"]
+
+
+def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
+    from moderation.encoders.text import TextEncoder
+
+    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
+    every = TextEncoder(TextEncoderConfig(pooling="mean_all_layers", **base))
+    last = TextEncoder(TextEncoderConfig(pooling="mean", **base))
+    layers = every.model.config.num_hidden_layers
+    texts = ["hello there", "a longer sentence about cats and dogs"]
+    emb, _ = every.encode(texts)
+    assert every.dim == layers * BERT_HIDDEN and emb.shape == (2, layers * BERT_HIDDEN)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    parts = emb.reshape(2, layers, BERT_HIDDEN) * layers ** 0.5
+    assert np.allclose(np.linalg.norm(parts, axis=2), 1.0, atol=1e-5)  # each layer's mean weighs the same
+    assert np.allclose(parts[:, -1], last.encode(texts)[0], atol=1e-5)  # the last part is the usual mean pooling
+    assert every.identity != last.identity

@@ -82,6 +82,7 @@ def test_the_cache_embeds_only_texts_it_has_not_seen_in_any_grouping(trained, tm
     {"loss": {"kind": "focal"}},
     {"loss": {"balance": "per_source"}},
     {"text_encoder": {"pooling": "mean_middle_and_last"}},
+    {"text_encoder": {"pooling": "mean_all_layers"}},
     {"sampling": {"negative_rate": 0.5}},
     {"text_encoder": {"finetune": "lora", "lora_r": 2}, "train": {"epochs": 2, "batch_size": 64}},
     {"text_encoder": {"finetune": "full"}, "train": {"epochs": 2, "batch_size": 64}},

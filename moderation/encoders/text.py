@@ -141,7 +141,8 @@ class TextEncoder(torch.nn.Module):
             self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload()
         self.model.eval()
         width = int(self.model.config.hidden_size)
-        self.dim = 2 * width if cfg.pooling == "mean_middle_and_last" else width
+        layers = {"mean_middle_and_last": 2, "mean_all_layers": int(self.model.config.num_hidden_layers)}
+        self.dim = layers.get(cfg.pooling, 1) * width
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
         self.max_length = min(cfg.max_length, int(limit))
         self.precision = cfg.precision
@@ -197,8 +198,8 @@ class TextEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, dim) unit-length window embeddings."""
-        both = self.cfg.pooling == "mean_middle_and_last"
-        result = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=both)
+        layered = self.cfg.pooling in ("mean_middle_and_last", "mean_all_layers")
+        result = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layered)
         out = result.last_hidden_state  # (B, T, H)
         if self.cfg.pooling == "cls":
             return torch.nn.functional.normalize(out[:, 0], dim=-1)
@@ -207,12 +208,15 @@ class TextEncoder(torch.nn.Module):
         def mean(layer):
             return torch.nn.functional.normalize((layer * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
 
-        if not both:
+        if not layered:
             return mean(out)
-        # hidden_states[0] is the embedding layer; the middle transformer layer is len // 2. Each half is unit
-        # length, the pair scaled to unit length too, so cosine similarity (zero-shot prototypes) still works.
-        middle = result.hidden_states[len(result.hidden_states) // 2]
-        return torch.cat([mean(middle), mean(out)], dim=-1) / 2 ** 0.5  # (B, 2H)
+        # hidden_states[0] is the embedding layer; the middle transformer layer is len // 2. Each part is unit
+        # length, the whole scaled to unit length too, so cosine similarity (zero-shot prototypes) still works.
+        if self.cfg.pooling == "mean_all_layers":
+            chosen = list(result.hidden_states[1:-1]) + [out]
+        else:
+            chosen = [result.hidden_states[len(result.hidden_states) // 2], out]
+        return torch.cat([mean(h) for h in chosen], dim=-1) / len(chosen) ** 0.5  # (B, len(chosen) * H)
 
     def pad(self, ids: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
