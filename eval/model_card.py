@@ -35,7 +35,8 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
     lines = [
         f"# Model card: {version}",
         "",
-        f"- Text encoder: `{config.text_encoder.model}` ({config.text_encoder.finetune}), "
+        f"- Text encoder: `{config.text_encoder.model}` ({config.text_encoder.finetune}, "
+        f"`{config.text_encoder.pooling}` pooling), "
         f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post",
         f"- Image encoder: `{config.image_encoder.kind}`" + (f" `{config.image_encoder.model}`" if config.image_encoder.model else ""),
         f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` "
