@@ -109,6 +109,7 @@ class ModerationModel(nn.Module):
         meta = {**self.meta, "categories": self.categories, "has_zero_shot": self.zero_shot is not None,
                 "nsfw_class": self.nsfw_class,
                 "num_prototypes": int(self.zero_shot.prototypes.shape[0]) if self.zero_shot is not None else 0,
+                "zero_shot_similarity_dims": self.zero_shot.similarity_dims if self.zero_shot is not None else None,
                 **extra_meta}
         runfiles.write_json(Path(run_dir) / runfiles.MODEL, meta)
 
@@ -121,7 +122,7 @@ class ModerationModel(nn.Module):
         zero_shot = None
         if meta["has_zero_shot"]:
             zero_shot = ZeroShotScorer(state["zero_shot.prototypes"], state["zero_shot.prototype_class"],
-                                       len(meta["categories"]))
+                                       len(meta["categories"]), meta.get("zero_shot_similarity_dims"))
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
                     meta["dropout"], zero_shot, meta.get("image_branch", "trained"),
                     meta.get("caption_picture_rule", "max"))

@@ -115,7 +115,7 @@ def zero_shot_setup(config: Config, text_encoder, features: dict[str, Features])
     if not chosen or text_encoder is None:
         return None, {}
     prototypes, proto_class = build_prototypes(text_encoder, config.categories, names)
-    scorer = ZeroShotScorer(prototypes, proto_class, len(names))
+    scorer = ZeroShotScorer(prototypes, proto_class, len(names), text_encoder.similarity_dims)
     sims = {}
     for split in ("train", "validation"):
         f = features[split]

@@ -1,8 +1,11 @@
 """Zero-shot scores for categories with too few labelled positives to train on.
 
 A category's written description and seed phrases are embedded with the text encoder (its prototypes); a
-post's zero-shot similarity is the highest cosine between any of its text windows and any prototype. The
-similarity becomes a logit through a per-class affine map, calibrated:
+post's zero-shot similarity is the highest cosine between any of its text windows and any prototype. With a
+pooling that puts several layers side by side (`text_encoder.pooling`), the cosine is taken on the last
+layer's part only (`similarity_dims`): that is what sentence encoders are trained to compare, and what the
+seed phrases were written and measured with (on the whole embedding, self-harm posts reaching review fell
+62% -> 33% on r/SuicideWatch; BENCHMARKS.md, Self-harm). The similarity becomes a logit through a per-class affine map, calibrated:
 - by logistic regression on whatever labels exist for the class (both positives and negatives needed), or
 - with no such labels, on the training corpus itself: the corpus's 99th-percentile similarity maps to 0.5
   and the median to about 0.02. This assumes the class is rare in ordinary posts (true for the harms here)
@@ -25,8 +28,12 @@ log = logging.getLogger(__name__)
 class ZeroShotScorer(nn.Module):
     """Prototype similarity -> logit for the `active` classes. Buffers only: it is calibrated, not trained."""
 
-    def __init__(self, prototypes: torch.Tensor, prototype_class: torch.Tensor, num_classes: int):
+    def __init__(self, prototypes: torch.Tensor, prototype_class: torch.Tensor, num_classes: int,
+                 similarity_dims: int | None = None):
         super().__init__()
+        if similarity_dims is not None and not 0 < similarity_dims <= prototypes.shape[1]:
+            raise ValueError(f"similarity_dims={similarity_dims} is not within the embedding's {prototypes.shape[1]}")
+        self.similarity_dims = similarity_dims  # compare the trailing part only (None: the whole embedding)
         self.register_buffer("prototypes", nn.functional.normalize(prototypes.float(), dim=-1))  # (P, D)
         self.register_buffer("prototype_class", prototype_class.long())  # (P,)
         self.register_buffer("scale", torch.zeros(num_classes))
@@ -36,7 +43,12 @@ class ZeroShotScorer(nn.Module):
 
     def similarity(self, text_windows: torch.Tensor, owner: torch.Tensor, batch: int) -> torch.Tensor:
         """(B, C) highest window-prototype cosine per class (0 for classes without prototypes)."""
-        sims = text_windows @ self.prototypes.T  # (W, P); windows are already L2-normalised
+        windows, prototypes = text_windows, self.prototypes  # both L2-normalised
+        if self.similarity_dims is not None:
+            k = self.similarity_dims
+            windows = nn.functional.normalize(windows[:, -k:], dim=-1)
+            prototypes = nn.functional.normalize(prototypes[:, -k:], dim=-1)
+        sims = windows @ prototypes.T  # (W, P)
         per_class = sims.new_full((sims.shape[0], self.num_classes), -1.0)
         index = self.prototype_class.unsqueeze(0).expand_as(sims)
         per_class = per_class.scatter_reduce(1, index, sims, reduce="amax", include_self=True)  # (W, C)

@@ -176,3 +176,34 @@ def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
     assert np.allclose(np.linalg.norm(parts, axis=2), 1.0, atol=1e-5)  # each layer's mean weighs the same
     assert np.allclose(parts[:, -1], last.encode(texts)[0], atol=1e-5)  # the last part is the usual mean pooling
     assert every.identity != last.identity
+
+
+@pytest.mark.parametrize("pooling", ["mean_middle_and_last", "mean_all_layers"])
+def test_zero_shot_similarity_of_a_layered_pooling_is_the_last_layers_cosine(tiny_bert, tmp_path, pooling):
+    """Seed phrases are compared the way the encoder was trained to compare sentences (last layer's mean), so a
+    pooling that adds other layers for the head leaves zero-shot scores as they were; it survives save/load."""
+    from moderation.encoders.text import TextEncoder
+    from moderation.zeroshot import ZeroShotScorer
+
+    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
+    layered, last = (TextEncoder(TextEncoderConfig(pooling=p, **base)) for p in (pooling, "mean"))
+    phrases, posts = ["a rude reply", "a kind word"], ["hello there", "a longer sentence about cats and dogs"]
+
+    def similarity(encoder):
+        protos, _ = encoder.encode(phrases)
+        windows, owner = encoder.encode(posts)
+        scorer = ZeroShotScorer(torch.from_numpy(protos), torch.tensor([0, 1]), 2, encoder.similarity_dims)
+        return scorer, scorer.similarity(torch.from_numpy(windows), torch.from_numpy(owner), len(posts))
+
+    scorer, sims = similarity(layered)
+    assert layered.similarity_dims == BERT_HIDDEN and last.similarity_dims is None
+    assert torch.allclose(sims, similarity(last)[1], atol=1e-5)
+    whole = ZeroShotScorer(scorer.prototypes, scorer.prototype_class, 2)  # the whole vector compares differently
+    windows, owner = layered.encode(posts)
+    assert not torch.allclose(whole.similarity(torch.from_numpy(windows), torch.from_numpy(owner), 2), sims, atol=1e-5)
+    scorer.active[0], scorer.scale[0] = True, 3.0
+    model = ModerationModel(["a", "b"], "late", layered.dim, 6, zero_shot=scorer).eval()
+    model.save(tmp_path, {})
+    assert ModerationModel.load(tmp_path)[0].zero_shot.similarity_dims == BERT_HIDDEN
+    with pytest.raises(ValueError, match="similarity_dims"):
+        ZeroShotScorer(scorer.prototypes, scorer.prototype_class, 2, layered.dim + 1)

@@ -143,6 +143,8 @@ class TextEncoder(torch.nn.Module):
         width = int(self.model.config.hidden_size)
         layers = {"mean_middle_and_last": 2, "mean_all_layers": int(self.model.config.num_hidden_layers)}
         self.dim = layers.get(cfg.pooling, 1) * width
+        # Zero-shot similarity compares the last layer's part only (moderation.zeroshot); None: the whole vector.
+        self.similarity_dims = width if cfg.pooling in layers else None
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
         self.max_length = min(cfg.max_length, int(limit))
         self.precision = cfg.precision
