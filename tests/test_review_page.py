@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import threading
@@ -198,7 +199,12 @@ def test_skip_walks_the_whole_queue_images_start_blurred_notes_reach_the_export_
     rows = [json.loads(line) for line in (tmp_path / "export" / "reviewed.jsonl").read_text().splitlines()]
     assert [r["note"] for r in rows if r["id"] == "post-1"] == ["placeholder note from the page"]
 
-    held = next(i for i in (second_id, third_id) if queue.get(i).claim_owner == "alice")
+    # The next item is claimed once the page shows it: leaving before the claim's answer arrived would leave the
+    # claim to its lease (the page cannot release what it does not know it holds).
+    shown = page.locator("#item-text")
+    expect(shown).to_have_text(re.compile("|".join(re.escape(texts[i]) for i in (second_id, third_id))))
+    held = next(i for i in (second_id, third_id) if texts[i] == shown.text_content())
+    assert queue.get(held).claim_owner == "alice"
     page.goto("about:blank")  # leaving the page gives the claim back at once
     deadline = time.monotonic() + 10
     while queue.get(held).claim_owner is not None and time.monotonic() < deadline:
