@@ -143,10 +143,12 @@ def false_block_floor(label: np.ndarray, score: np.ndarray, sources: np.ndarray,
     return floor, by
 
 
-def _require_enough_sources(entry: dict, checked: int, min_sources: int) -> dict:
+def _require_enough_sources(cat: str, entry: dict, checked: int, min_sources: int) -> dict:
     """`entry` with the block refused (`block_target_met` False) when the bound was checked on too few sources."""
     entry = {**entry, "block_sources_checked": checked}
-    if checked < min_sources and entry["block_target_met"] is not None:
+    if checked < min_sources and entry["block_target_met"]:
+        logger.warning("%s: block threshold checked on %d source(s) with enough known negatives, %d needed: it "
+                       "sends to review at most", cat, checked, min_sources)
         entry["block_target_met"] = False
     return entry
 
@@ -166,10 +168,7 @@ def _default(label: np.ndarray, score: np.ndarray) -> dict:
 
 
 def _warn_if_weak(cat: str, entry: dict, block_precision: float, no_negative: bool) -> None:
-    if entry["block_precision"] >= block_precision and not entry["block_target_met"]:
-        logger.warning("%s: block threshold checked on %s source(s) with enough negatives, too few to block",
-                       cat, entry.get("block_sources_checked"))
-    elif not entry["block_target_met"]:
+    if not entry["block_target_met"]:
         logger.warning("%s: no threshold reaches precision %.3f; block=%.4f gives precision %.3f (fallback)",
                        cat, block_precision, entry["block"], entry["block_precision"])
     if no_negative:
@@ -233,10 +232,10 @@ def choose_thresholds(
             floor = ((-np.inf, None) if sources is None else
                      false_block_floor(label, score, sources[keep], max_false_block_rate))
             entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive, floor)
+            _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
             if min_block_sources is not None:
                 checked = len(_negatives_by_source(label, score, sources[keep], MIN_SOURCE_NEGATIVES))
-                entry = _require_enough_sources(entry, checked, min_block_sources)
-            _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
+                entry = _require_enough_sources(cat, entry, checked, min_block_sources)
         out[cat] = {
             **entry,
             **({"target_max_false_block_rate": max_false_block_rate} if sources is not None else {}),

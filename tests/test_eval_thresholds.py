@@ -234,3 +234,20 @@ def test_the_source_count_rule_carries_into_off_domain_blocks_and_needs_the_boun
     labels, mask, scores = data
     with pytest.raises(ValueError, match="min_block_sources"):
         choose_typed(labels, mask, scores, CATEGORIES, 0.9, 0.8, min_block_sources=2)
+
+
+def test_a_bound_above_every_score_blocks_nothing_and_the_source_rule_still_applies():
+    """A source's highest negative outscores every post: the bound puts block above all scores, so nothing is
+    predicted positive at it (precision None); the source count is still recorded, and one source is too few."""
+    rng = np.random.default_rng(1)
+    label = np.r_[np.zeros(230), np.ones(20), np.zeros(230), np.ones(20)]
+    score = np.where(label == 1, rng.uniform(0.5, 0.8, len(label)), rng.uniform(0.0, 0.3, len(label)))
+    score[0] = 0.99  # one negative above every positive
+    sources = np.array(["a"] * 250 + ["b"] * 250)
+    kwargs = {"sources": sources, "max_false_block_rate": 0.001}
+    t = choose_typed(label[:, None], np.ones((500, 1), bool), score[:, None], ["hate"], 0.9, 0.8, **kwargs,
+                     min_block_sources=2)["hate"]
+    assert t.block > score.max() and t.measured["block_precision"] is None and t.measured["block_sources_checked"] == 2
+    one = choose_typed(label[:250, None], np.ones((250, 1), bool), score[:250, None], ["hate"], 0.9, 0.8,
+                       sources=sources[:250], max_false_block_rate=0.001, min_block_sources=2)["hate"]
+    assert not one.may_block and one.measured["block_sources_checked"] == 1
