@@ -134,8 +134,13 @@ def false_block_floor(label: np.ndarray, score: np.ndarray, sources: np.ndarray,
     >>> by, round(t, 3), int((score[200:] >= t).sum())  # source b's 2 highest negatives may be blocked
     ('b', 0.891, 2)
     """
+    return _floor(_negatives_by_source(label, score, sources, min_negatives), rate)
+
+
+def _floor(negatives_by_source: dict[str, np.ndarray], rate: float) -> tuple[float, str | None]:
+    """`false_block_floor` from each bounding source's negatives, highest first."""
     floor, by = -np.inf, None
-    for source, negatives in _negatives_by_source(label, score, sources, min_negatives).items():
+    for source, negatives in negatives_by_source.items():
         allowed = int(np.floor(rate * len(negatives)))  # this many negatives may lie at or above the threshold
         t = float(np.nextafter(negatives[allowed], np.inf)) if allowed < len(negatives) else -np.inf
         if t > floor:
@@ -229,13 +234,13 @@ def choose_thresholds(
             logger.warning("%s: no known positive in %d validation labels; using default thresholds", cat, len(label))
             entry = _default(label, score)
         else:
-            floor = ((-np.inf, None) if sources is None else
-                     false_block_floor(label, score, sources[keep], max_false_block_rate))
+            bounding = ({} if sources is None else
+                        _negatives_by_source(label, score, sources[keep], MIN_SOURCE_NEGATIVES))
+            floor = (-np.inf, None) if sources is None else _floor(bounding, max_false_block_rate)
             entry = _from_curve(label, score, block_precision, review_recall, min_predicted_positive, floor)
             _warn_if_weak(cat, entry, block_precision, no_negative=positives == len(label))
             if min_block_sources is not None:
-                checked = len(_negatives_by_source(label, score, sources[keep], MIN_SOURCE_NEGATIVES))
-                entry = _require_enough_sources(cat, entry, checked, min_block_sources)
+                entry = _require_enough_sources(cat, entry, len(bounding), min_block_sources)
         out[cat] = {
             **entry,
             **({"target_max_false_block_rate": max_false_block_rate} if sources is not None else {}),

@@ -141,10 +141,12 @@ class TextEncoder(torch.nn.Module):
             self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload()
         self.model.eval()
         width = int(self.model.config.hidden_size)
-        layers = {"mean_middle_and_last": 2, "mean_all_layers": int(self.model.config.num_hidden_layers)}
-        self.dim = layers.get(cfg.pooling, 1) * width
+        # How many layers' means the pooling puts side by side (the last one always last).
+        self.pooled_layers = {"mean_middle_and_last": 2,
+                              "mean_all_layers": int(self.model.config.num_hidden_layers)}.get(cfg.pooling, 1)
+        self.dim = self.pooled_layers * width
         # Zero-shot similarity compares the last layer's part only (moderation.zeroshot); None: the whole vector.
-        self.similarity_dims = width if cfg.pooling in layers else None
+        self.similarity_dims = width if self.pooled_layers > 1 else None
         limit = getattr(self.model.config, "max_position_embeddings", None) or cfg.max_length
         self.max_length = min(cfg.max_length, int(limit))
         self.precision = cfg.precision
@@ -200,7 +202,7 @@ class TextEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, dim) unit-length window embeddings."""
-        layered = self.cfg.pooling in ("mean_middle_and_last", "mean_all_layers")
+        layered = self.pooled_layers > 1
         result = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layered)
         out = result.last_hidden_state  # (B, T, H)
         if self.cfg.pooling == "cls":
