@@ -81,8 +81,9 @@ def evasion_benchmark(score_texts: Callable[[list[str]], np.ndarray], texts: Seq
 KINDS_NOTE = ("Kinds leet, homoglyph, zero_width, spaced, punctuated and mixed (one of those per word) are what the "
               "normaliser is built to read back: a zero drop there with the normaliser on shows it undoes them, not "
               "robustness. masked (b*dword), stretched (baaadword) and wild (one of those two per word) are rewrites it "
-              "does not read back exactly (stretched English words it does, masked words never): their drop is what "
-              "evaders still win; any draws each word's kind from all seven.")
+              "does not read back exactly (a stretched or masked word is read back when an English word fits it, a masked "
+              "one as the harm word that fits first): their drop is what evaders still win; any draws each word's kind "
+              "from all seven.")
 
 
 def _mean(values) -> float | None:

@@ -203,7 +203,7 @@ class TrainConfig(Strict):
     finetune_tokens_per_batch: int = Field(4096, ge=16)
     # Evasion augmentation: this share of the training text rows gains a copy with some words rewritten the way
     # evaders write them (moderation.encoders.perturb; labels kept), so the head also learns from masked
-    # ("b*dword") and stretched ("baaadword") words that the normaliser does not read back. 0 = off.
+    # ("b*dword") and stretched ("baaadword") words that the normaliser cannot read back. 0 = off.
     evasion_augment: float = Field(0.0, ge=0, le=1)
     evasion_augment_kind: Literal["mixed", "wild", "any"] = Field(
         "wild", description="mixed: rewrites the normaliser reads back; wild: masked and stretched; any: all")

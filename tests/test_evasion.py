@@ -70,12 +70,14 @@ def test_kinds_write_what_they_say():
 
 
 def test_wild_kinds_are_what_the_normaliser_leaves():
-    """masked and stretched words are not read back (the benchmark measures what that costs); the normaliser
-    must not mangle them either: a masked word glued to a lone letter is not a spaced-out word."""
-    rng = random.Random(0)
-    perturbed = perturb("please remove this badwordx now", "masked", rng, word_rate=1.0)
-    assert normalize_text(perturbed) == perturbed
-    assert normalize_text("a#d I h*te th%s") == "a#d I h*te th%s"
+    """masked and stretched words are read back only when a word fits (the benchmark measures what is left); the
+    normaliser must not mangle the rest either: a masked word glued to a lone letter is not a spaced-out word."""
+    for seed in range(10):
+        masked = perturb("please remove this badwordx immediately", "masked", random.Random(seed), word_rate=1.0)
+        read = normalize_text(masked).split()
+        assert read[:3] + read[4:] == ["please", "remove", "this", "immediately"]
+        assert read[3] == masked.split()[3] != "badwordx"  # no English word fits: left as written
+    assert normalize_text("a#d I h*te th%s") == "and I hate this"
     # Stretched English words are read back; a stretched non-word keeps two of its letters.
     for seed in range(10):
         stretched = perturb("please remove this badwordx now", "stretched", random.Random(seed), word_rate=1.0)
@@ -194,3 +196,21 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     runfiles.write_json(run / runfiles.EVASION, stale)
     evaluate_run(run, progress=False)
     assert "## Evasion" not in (run / runfiles.MODEL_CARD).read_text()
+
+
+def test_a_trial_on_some_kinds_leaves_the_runs_table_alone(tiny_bert, tmp_path):
+    """`bench evasion --kinds ...` once replaced the shipped model's whole evasion table with three kinds."""
+    from eval.benchmarks import evasion as bench
+    from eval.evaluate import train_and_evaluate
+    from moderation import runfiles
+    from moderation.config import config_from_dict
+    from tests.synthetic import tiny_config, write_dataset
+
+    data = write_dataset(tmp_path / "posts.jsonl", n=200, seed=4)
+    run = train_and_evaluate(config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", train={"epochs": 2},
+                                                          run={"baseline": False})), progress=False)
+    parse = bench.build_parser().parse_args
+    bench.run(parse(["--run", str(run), "--max-rows", "30", "--kinds", "masked", "--no-write"]))
+    assert not (run / runfiles.EVASION).exists()
+    bench.run(parse(["--run", str(run), "--max-rows", "30", "--no-write"]))
+    assert set(runfiles.read_json(run / runfiles.EVASION)["settings"]["as trained (no normaliser)"]) == set(KINDS)

@@ -14,11 +14,13 @@ through `Moderator.score_arrays` (the serving path) as written, and again after 
   only where the test texts themselves hold look-alikes or leetspeak.
 
 The measurement is also kept in the run directory (`evasion.json`, replaced when the run is retrained), so
-the next `moderation evaluate --run RUN` puts the evasion table into the model card.
+the next `moderation evaluate --run RUN` puts the evasion table into the model card; only a measurement of
+every kind is kept (`--kinds` is for trials).
 
 Most rewrites mirror the normaliser (see `moderation.encoders.perturb`): with it, a zero drop on those is
 expected by construction, and the table says so; masked and stretched words (kinds `masked`, `stretched`,
-`wild`) are not read back exactly, and their drop is what evaders still win.
+`wild`) are read back only when an English word fits (the harm word first, for masked ones), so their drop
+is what evaders still win.
 """
 
 from __future__ import annotations
@@ -107,8 +109,16 @@ def keep_in_run(run_dir, m: dict) -> None:
 
 
 def run(args) -> str:
+    from eval.evasion import KINDS
+    from moderation import runfiles
+
     m = measure(args)
-    keep_in_run(m.pop("run_dir"), m)
+    run_dir = m.pop("run_dir")
+    measured = set(next(iter(m["settings"].values())))
+    if measured == set(KINDS):
+        keep_in_run(run_dir, m)
+    else:  # a trial on a few kinds must not replace the run's whole table in its model card
+        log.info("not kept in %s: only %s measured", runfiles.EVASION, ", ".join(sorted(measured)))
     return common.publish("evasion", "Evasion: PR-AUC lost to rewritten words", report(m, args), args)
 
 

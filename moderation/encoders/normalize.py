@@ -1,6 +1,6 @@
 """Text normalisation before encoding: undo the rewrites evaders use, leave ordinary text as it is.
 
-`normalize_text` runs six steps, in this order (each step's output is what the next one sees):
+`normalize_text` runs seven steps, in this order (each step's output is what the next one sees):
 
 1. Unicode NFKC: fullwidth, circled and mathematical letters become plain ones ("ｈａｔｅ", "𝐡𝐚𝐭𝐞" -> "hate").
    Number forms (Unicode category No: "½", "²", "①") are kept as they are, because NFKC would turn "2½"
@@ -38,8 +38,11 @@
    the commonest English word (`wordsegment`'s counts): "stuuupid" -> "stupid", "sooo" -> "so"; two when no
    spelling is a word. Words of one letter ("zzz", "III") and addresses ("www.") are left.
 
-Masked words ("st*pid") are not read back: the commonest word that fits is often not the one meant
-("sh*t" fits "shot" best), and a list of the words evaders mask does not belong in this repository.
+7. Masked words: letters hidden behind `* # %` ("st*pid", "f**k", "sh**") are read back as the harm word that
+   fits, from a lexicon learnt from the training data and stored hashed, or, with one letter hidden and three
+   shown, the commonest English word that fits ("pl*ase"); otherwise the mask stays
+   (`moderation.encoders.masked_words`). The commonest fit alone would often not be the word meant ("sh*t"
+   fits "shot" best), which is why the lexicon decides first.
 
 Whatever is not one of these rewrites passes through unchanged; tests/test_normalize.py checks that on a few
 hundred ordinary sentences. Enabled per model by `text_encoder.normalize` (default off: the shipped model
@@ -60,12 +63,13 @@ import unicodedata
 from functools import lru_cache
 from itertools import product
 
+from moderation.encoders.masked_words import lexicon_id, unmask
 from moderation.encoders.words import english_words
 
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
-# includes it, so texts cached under an older rule are embedded again. 2: punctuated letters, mask symbols;
-# 3: stretched words read back.
-VERSION = 3
+# includes it (and the masked-word lexicon's digest, `identity()`), so texts cached under an older rule are
+# embedded again. 2: punctuated letters, mask symbols; 3: stretched words read back; 4: masked words read back.
+VERSION = 4
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
 _JOINERS = {"\u200c", "\u200d"}
@@ -338,7 +342,8 @@ def _unstretch_word(match: re.Match) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, invisible characters out, spaced letters joined, look-alikes and leetspeak folded (module doc).
+    """NFKC, invisible characters out, spaced letters joined, look-alikes, leetspeak, stretched and masked words
+    read back (module doc).
 
     >>> normalize_text("The café opened in 2024; its owner, J. Smith, said \\"we're thrilled!\\"")
     'The café opened in 2024; its owner, J. Smith, said "we\\'re thrilled!"'
@@ -350,8 +355,13 @@ def normalize_text(text: str) -> str:
     text = rejoin_punctuated(text)  # first: "p.u.n.c" next to a spaced word must not read as a lone letter
     text = rejoin_spaced(text)
     text = fold_confusables(text)
-    return unstretch(fold_leet(text))
+    return unmask(unstretch(fold_leet(text)))
 
 
-__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "fold_confusables", "fold_leet", "normalize_text",
+def identity() -> str:
+    """What decides `normalize_text`'s output: the rules' version and the masked-word lexicon's digest."""
+    return f"{VERSION}-{lexicon_id()}"
+
+
+__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "identity", "fold_confusables", "fold_leet", "normalize_text",
            "rejoin_punctuated", "rejoin_spaced", "strip_invisible", "unstretch"]

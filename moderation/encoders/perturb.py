@@ -10,7 +10,8 @@
 - `mixed`: each chosen word gets one of the five, at random;
 
 and two the normaliser does not read back exactly (`WILD`), the way evaders also write, to measure what it
-leaves (a stretched word is read back when its spelling is an English word, "stuuupid"; masked ones never):
+leaves (a stretched or masked word is read back when an English word fits it, "stuuupid", "st*pid"; the fit
+it chooses is not always the word that was masked):
 
 - `masked`: one or two inner letters, vowels first, become a symbol ("badword" -> "b*dword", "b#dw*rd");
 - `stretched`: one letter is repeated two to four more times ("badword" -> "baaadword");

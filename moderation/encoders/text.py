@@ -23,7 +23,7 @@ import torch
 
 from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
-from moderation.encoders.normalize import VERSION as NORMALIZER_VERSION
+from moderation.encoders.normalize import identity as normalizer_identity
 from moderation.encoders.normalize import normalize_text
 from moderation.encoders.packaged import MINILM, resolve_model_path
 
@@ -165,7 +165,7 @@ class TextEncoder(torch.nn.Module):
             raw += "|bf16"
         # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
         if c.normalize:
-            raw += f"|normalize-v{NORMALIZER_VERSION}"
+            raw += f"|normalize-v{normalizer_identity()}"
         if self.adapter:  # the same base with another adapter embeds differently
             raw += f"|adapter:{self.adapter}"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
