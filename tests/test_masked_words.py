@@ -27,6 +27,13 @@ def test_the_shipped_lexicon_reads_insults_back_where_the_commonest_word_would_n
     assert normalize_text("you are so st*pid, what an id*ot") == "you are so stupid, what an idiot"
 
 
+def test_a_symbol_put_between_the_letters_of_a_harm_word():
+    lexicon = (("bead", 5.0),)
+    assert read_masked_word("be*ad", lexicon=lexicon) == "bead"       # no 5-letter word "be?ad" is in the lexicon
+    assert read_masked_word("be*ad", lexicon=()) == "be*ad"           # not read as a harmless word that way
+    assert read_masked_word("bre*ad", lexicon=()) == "bre*ad"
+
+
 def test_how_much_may_be_hidden():
     none = ()
     assert read_masked_word("pl*ase", lexicon=none) == "please"      # one hidden, five shown

@@ -4,7 +4,8 @@ A reader fills a masked letter with the word the writer means, and evaders mask 
 catch. So, for a word with mask symbols (`* # %`; `@ $ !` are leet, folded before this step):
 
 1. every English word that fits the pattern (`wordsegment`'s vocabulary: same length, the visible letters in
-   place) is a candidate;
+   place) is a candidate, and so is the spelling without its symbols, where they were put between the letters
+   of a word instead of over them ("b*itch");
 2. if a candidate is in the *harm lexicon*, the one with the highest lexicon score is read;
 3. otherwise the commonest candidate is read when at least twice as many letters are visible as hidden and at
    least three are ("pl*ase", "pl*as*d" -> "please", "pleased"), or when a three-letter spelling hides one
@@ -113,7 +114,9 @@ def read_masked_word(masked: str, lexicon: tuple[tuple[str, float], ...] | None 
     """
     harm = dict(lexicon) if lexicon is not None else harm_lexicon()
     fits = _candidates(masked)
-    harmful = [w for w in fits if w in harm]
+    # A symbol put between the letters of a harm word rather than over one ("f*uck" for the word without it).
+    squeezed = "".join(c for c in masked.lower() if c not in MASK_SYMBOLS)
+    harmful = [w for w in {*fits, squeezed} if w in harm]
     hidden = sum(c in MASK_SYMBOLS for c in masked)
     shown = len(masked) - hidden
     counts = english_words().UNIGRAMS

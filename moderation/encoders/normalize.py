@@ -68,8 +68,9 @@ from moderation.encoders.words import english_words
 
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
 # includes it (and the masked-word lexicon's digest, `identity()`), so texts cached under an older rule are
-# embedded again. 2: punctuated letters, mask symbols; 3: stretched words read back; 4: masked words read back.
-VERSION = 4
+# embedded again. 2: punctuated letters, mask symbols; 3: stretched words read back; 4: masked words read back;
+# 5: a harm word with a symbol put between its letters ("f*uck") read back too.
+VERSION = 5
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
 _JOINERS = {"\u200c", "\u200d"}
