@@ -238,3 +238,23 @@ def test_finetune_speed_bench_runs_every_way_on_the_same_texts(tiny_bert, tmp_pa
     assert all(r["texts_per_second"] > 0 for r in m["rows"])
     assert ways["length-bucketed, fp32"]["padded_tokens"] < ways["random batches, fp32"]["padded_tokens"]
     assert "| random batches, fp32 |" in finetune_speed.report(m)
+
+
+def test_a_section_is_replaced_in_place_and_stray_markers_stop_the_write(tmp_path):
+    """A hand merge once left a stray closing marker of one section and an opener of another inside it; the
+    next write of the second would have swallowed every table between the stray opener and its real closer."""
+    from eval.benchmarks.sections import update_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    update_section("alpha", "Alpha", "first", command="moderation bench alpha", path=path)
+    update_section("beta", "Beta", "kept", command="moderation bench beta", path=path)
+    update_section("alpha", "Alpha", "second", command="moderation bench alpha", path=path)
+    text = path.read_text()
+    assert "second" in text and "first" not in text and "kept" in text
+    assert text.index("<!-- bench:alpha -->") < text.index("<!-- bench:beta -->")
+
+    broken = text.replace("second\n", "second\n<!-- /bench:beta -->\n\n<!-- bench:beta -->\nstray\n")
+    path.write_text(broken)
+    with pytest.raises(ValueError, match=r"section 'beta' has its opening marker on line\(s\) \[\d+, \d+\]"):
+        update_section("beta", "Beta", "new", command="moderation bench beta", path=path)
+    assert path.read_text() == broken  # nothing written

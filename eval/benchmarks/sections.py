@@ -43,6 +43,20 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def check_markers(text: str, name: str, path: Path = BENCHMARKS) -> None:
+    """Refuse to write section `name` unless its markers are one opener followed by one closer (or absent).
+
+    A stray marker (from a hand merge) would make the replacement swallow whatever lies between it and the next
+    one, other sections' tables included; better to stop and name the lines."""
+    def lines(marker: str) -> list[int]:
+        return [text.count("\n", 0, m.start()) + 1 for m in re.finditer(re.escape(marker), text)]
+
+    opens, closes = lines(f"<!-- bench:{name} -->"), lines(f"<!-- /bench:{name} -->")
+    if (len(opens), len(closes)) not in ((0, 0), (1, 1)) or (opens and opens[0] > closes[0]):
+        raise ValueError(f"{path}: section {name!r} has its opening marker on line(s) {opens or 'none'} and its "
+                         f"closing marker on line(s) {closes or 'none'}; mend the markers by hand first")
+
+
 def update_section(name: str, title: str, body: str, command: str | None = None, path: Path = BENCHMARKS) -> Path:
     """Replace (or append) the section between `<!-- bench:name -->` markers in BENCHMARKS.md."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -50,6 +64,7 @@ def update_section(name: str, title: str, body: str, command: str | None = None,
              f"- Command: `{command or command_line()}`\n- Machine: {machine()}\n- Date: {stamp}\n\n"
              f"{body.strip()}\n<!-- /bench:{name} -->")
     text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure below was written by the command shown with it.\n"
+    check_markers(text, name, path)
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
