@@ -88,7 +88,8 @@ def _english_by_shape() -> dict[tuple[int, str], list[str]]:
 def harm_lexicon() -> dict[str, float]:
     """{English word: score} of the shipped lexicon, its digests matched against the English vocabulary."""
     scores = _stored()["digests"]
-    found = {word: scores[d] for group in _english_by_shape().values() for word in group if (d := digest(word)) in scores}
+    words = (word for group in _english_by_shape().values() for word in group)
+    found = {word: scores[d] for word in words if (d := digest(word)) in scores}
     log.debug("harm lexicon: %d of %d digests matched English words", len(found), len(scores))
     return found
 

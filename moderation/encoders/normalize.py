@@ -63,7 +63,7 @@ import unicodedata
 from functools import lru_cache
 from itertools import product
 
-from moderation.encoders.masked_words import lexicon_id, unmask
+from moderation.encoders.masked_words import harm_lexicon, lexicon_id, unmask
 from moderation.encoders.words import english_words
 
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
@@ -359,10 +359,17 @@ def normalize_text(text: str) -> str:
     return unmask(unstretch(fold_leet(text)))
 
 
+def prepare() -> None:
+    """Load the tables the rules read (look-alikes, English word counts, the masked-word lexicon) now, so the
+    first post with a stretched or masked word is not the one that waits for them."""
+    confusable_table()
+    harm_lexicon()  # loads the English word counts too
+
+
 def identity() -> str:
     """What decides `normalize_text`'s output: the rules' version and the masked-word lexicon's digest."""
     return f"{VERSION}-{lexicon_id()}"
 
 
-__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "identity", "fold_confusables", "fold_leet", "normalize_text",
-           "rejoin_punctuated", "rejoin_spaced", "strip_invisible", "unstretch"]
+__all__ = ["LEET", "NUMERONYMS", "VERSION", "confusable_table", "fold_confusables", "fold_leet", "identity",
+           "normalize_text", "prepare", "rejoin_punctuated", "rejoin_spaced", "strip_invisible", "unstretch"]

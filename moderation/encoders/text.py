@@ -25,6 +25,7 @@ from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
 from moderation.encoders.normalize import identity as normalizer_identity
 from moderation.encoders.normalize import normalize_text
+from moderation.encoders.normalize import prepare as prepare_normalizer
 from moderation.encoders.packaged import MINILM, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ class TextEncoder(torch.nn.Module):
         if self.precision == "bf16" and not cpu_has_native_bf16():
             log.warning("text_encoder.precision=bf16 on a CPU without native bf16: emulated, slower than fp32")
         self.identity = self._identity(path)
+        if cfg.normalize:
+            prepare_normalizer()  # its word tables load here (~1 s once), not on the first post that needs them
 
     def _identity(self, path: str) -> str:
         """A stable key for the embedding cache: model weights' location and size, and windowing settings."""
