@@ -39,8 +39,8 @@
    spelling is a word. Words of one letter ("zzz", "III") and addresses ("www.") are left.
 
 7. Masked words: letters hidden behind `* # %` ("st*pid", "f**k", "sh**") are read back as the harm word that
-   fits, from a lexicon learnt from the training data and stored hashed, or, with one letter hidden and three
-   shown, the commonest English word that fits ("pl*ase"); otherwise the mask stays
+   fits, from a lexicon learnt from the training data and stored hashed, or, when at least twice as many letters
+   show as hide, the commonest English word that fits ("pl*ase"); otherwise the mask stays
    (`moderation.encoders.masked_words`). The commonest fit alone would often not be the word meant ("sh*t"
    fits "shot" best), which is why the lexicon decides first.
 
