@@ -185,3 +185,25 @@ def test_the_card_names_the_classes_that_did_not_improve_against_the_reference()
     assert "| hate | 2 | 0.400 | 0.500 | -0.100 |" in lines and "| toxicity | 2 | 0.800 | 0.700 | +0.100 |" in lines
     assert "| benign flagged | 30.0% | 45.0% | -15.0 points |" in lines
     assert "did not improve: hate (-0.100)." in lines
+
+
+def test_train_seeds_measure_the_same_recipe_again_from_other_head_seeds(two_source_config, tmp_path):
+    """`--train-seeds`: every fold again per seed, under its own folder; the row stays the config's own seed,
+    and the per-seed table shows how far chance alone moves the figures."""
+    parse = cross_source.build_parser().parse_args
+    common_args = ["--config", str(two_source_config), "--out", str(tmp_path), "--probe-rows", "20",
+                   "--speed-posts", "0", "--no-write"]
+    with pytest.raises(SystemExit, match="the config's own train.seed"):
+        cross_source.measure(parse([*common_args, "--label", "own", "--train-seeds", "0"]))
+    body = cross_source.run(parse([*common_args, "--label", "seeded", "--train-seeds", "1"]))
+    summary = json.loads((tmp_path / "seeded" / "summary.json").read_text())
+    assert list(summary["train_seeds"]) == ["0", "1"]
+    assert summary["train_seeds"]["0"] == summary["summary"]  # the row is the recipe's own seed
+    for held_out in ("synthetic", "other"):
+        fold = yaml.safe_load((tmp_path / "seeded" / "train-seed-1" / held_out / "config.yaml").read_text())
+        assert fold["train"]["seed"] == 1 and fold["datasets"][held_out]["use"] == "eval_only"
+    seed_1 = summary["train_seeds"]["1"]
+    assert seed_1["mean_average_precision"]["mean"] > 0 and "cross_source_thresholds" in seed_1
+    assert "| train.seed |" in body and "\n| 1 | " in body
+    # Seed folds are not rows of their own in the table (only <out>/<label>/summary.json files are).
+    assert len(cross_source.stored_summaries(tmp_path)) == 1
