@@ -42,7 +42,7 @@ def test_how_much_may_be_hidden():
     assert read_masked_word("t*e", lexicon=none) == "the"           # three letters: only a common word
     assert read_masked_word("x*y", lexicon=none) == "x*y"
     assert read_masked_word("qzx*v", lexicon=none) == "qzx*v"       # no English word fits
-    assert read_masked_word("f***", lexicon=none) == "f***"         # one letter shown: only the lexicon reads it
+    assert read_masked_word("id***", lexicon=none) == "id***"       # three hidden, two shown: only the lexicon reads it
     assert read_masked_word("b***", lexicon=(("bed", 5.0), ("bead", 6.0))) == "bead"
 
 

@@ -1,18 +1,18 @@
-"""Masked words ("st*pid", "f**k", "sh**"): read back with a lexicon learnt from the training data, kept hashed.
+"""Masked words ("st*pid", "id**t", "id***"): read back with a lexicon learnt from training data, kept hashed.
 
 A reader fills a masked letter with the word the writer means, and evaders mask the words a word list would
 catch. So, for a word with mask symbols (`* # %`; `@ $ !` are leet, folded before this step):
 
 1. every English word that fits the pattern (`wordsegment`'s vocabulary: same length, the visible letters in
    place) is a candidate, and so is the spelling without its symbols, where they were put between the letters
-   of a word instead of over them ("b*itch");
+   of a word instead of over them ("l*oser");
 2. if a candidate is in the *harm lexicon*, the one with the highest lexicon score is read;
 3. otherwise the commonest candidate is read when at least twice as many letters are visible as hidden and at
    least three are ("pl*ase", "pl*as*d" -> "please", "pleased"), or when a three-letter spelling hides one
    letter and fits a common word ("t*e" -> "the", not "x*y" -> "xxy"); with more hidden, many words fit and the
    mask stays as written.
 
-Only masks between letters ("b#dw*rd") or two or more after at most three letters ("f***", "sh**") count; a
+Only masks between letters ("b#dw*rd") or two or more after at most three letters ("id***", "lo***") count; a
 footnote star ("terms*"), markdown ("**bold**"), a hashtag, "C#", "50%", globs ("*.py") and products ("x*y",
 "2*x") are not masked words and stay as they are.
 
@@ -23,7 +23,7 @@ word enters when its z-score is at least `min_z` in at least `min_sources` sourc
 topic is not a harm signal), scored by the sum of its z-scores. The lexicon is stored as salted SHA-256 digests
 of the words with their scores (`masked_words.json`), never the words: this repository carries no list of
 abusive words. At run time the digests are matched against the English vocabulary once per process (~0.5 s,
-only when a masked word is first seen).
+when a text encoder that normalises is built).
 
 The shipped lexicon is built from the shipped model's training split (permissively licensed sets only):
 
@@ -53,8 +53,8 @@ SALT = "moderation-masked-words-v1:"
 # A common word in wordsegment's web counts (about the 6,000 commonest): "the", "you", "was", not "xxy" or "afb".
 COMMON_WORD_COUNT = 1e7
 
-# A masked word: letters with masks between them ("f*ck", "b#dw*rd"), or at most three letters followed by two
-# or more masks ("f***", "sh**"). Nothing word-like, no mask and no leet symbol glued to either end.
+# A masked word: letters with masks between them ("st*pid", "b#dw*rd"), or at most three letters followed by two
+# or more masks ("id***", "lo***"). Nothing word-like, no mask and no leet symbol glued to either end.
 _MASKED = re.compile(r"(?<![\w*#%@$&/.])(?:[A-Za-z]+(?:[*#%]+[A-Za-z]+)+|[A-Za-z]{1,3}[*#%]{2,})(?![\w*#%])")
 _WORD = re.compile(r"[a-z]+")
 
@@ -115,7 +115,7 @@ def read_masked_word(masked: str, lexicon: tuple[tuple[str, float], ...] | None 
     """
     harm = dict(lexicon) if lexicon is not None else harm_lexicon()
     fits = _candidates(masked)
-    # A symbol put between the letters of a harm word rather than over one ("f*uck" for the word without it).
+    # A symbol put between the letters of a harm word rather than over one ("st*upid" for the word without it).
     squeezed = "".join(c for c in masked.lower() if c not in MASK_SYMBOLS)
     harmful = [w for w in {*fits, squeezed} if w in harm]
     hidden = sum(c in MASK_SYMBOLS for c in masked)

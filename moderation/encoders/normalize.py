@@ -38,11 +38,11 @@
    the commonest English word (`wordsegment`'s counts): "stuuupid" -> "stupid", "sooo" -> "so"; two when no
    spelling is a word. Words of one letter ("zzz", "III") and addresses ("www.") are left.
 
-7. Masked words: letters hidden behind `* # %` ("st*pid", "f**k", "sh**") are read back as the harm word that
+7. Masked words: letters hidden behind `* # %` ("st*pid", "id**t", "id***") are read back as the harm word that
    fits, from a lexicon learnt from the training data and stored hashed, or, when at least twice as many letters
    show as hide, the commonest English word that fits ("pl*ase"); otherwise the mask stays
-   (`moderation.encoders.masked_words`). The commonest fit alone would often not be the word meant ("sh*t"
-   fits "shot" best), which is why the lexicon decides first.
+   (`moderation.encoders.masked_words`). The commonest fit alone would often not be the word meant ("l*ser"
+   fits "laser" best), which is why the lexicon decides first.
 
 Whatever is not one of these rewrites passes through unchanged; tests/test_normalize.py checks that on a few
 hundred ordinary sentences. Enabled per model by `text_encoder.normalize` (default off: the shipped model
@@ -69,7 +69,7 @@ from moderation.encoders.words import english_words
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
 # includes it (and the masked-word lexicon's digest, `identity()`), so texts cached under an older rule are
 # embedded again. 2: punctuated letters, mask symbols; 3: stretched words read back; 4: masked words read back;
-# 5: a harm word with a symbol put between its letters ("f*uck") read back too.
+# 5: a harm word with a symbol put between its letters ("st*upid") read back too.
 VERSION = 5
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
