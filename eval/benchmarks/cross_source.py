@@ -277,11 +277,11 @@ def measure(args) -> dict:
     seeds = {str(base.train.seed): summarise(results)}
     for seed in args.train_seeds:
         seed_out = out / f"train-seed-{seed}"
-        f, z, r = train_folds(args, base, sources, [*args.set, f"train.seed={seed}"], seed_out, probe,
-                              tag=f" seed {seed}")
-        if len(f) > 1:
-            decide_off_domain(f, z, r, base, seed_out)
-        seeds[str(seed)] = summarise(r)
+        seed_folds, seed_zero_shot, seed_results = train_folds(
+            args, base, sources, [*args.set, f"train.seed={seed}"], seed_out, probe, tag=f" seed {seed}")
+        if len(seed_folds) > 1:
+            decide_off_domain(seed_folds, seed_zero_shot, seed_results, base, seed_out)
+        seeds[str(seed)] = summarise(seed_results)
     speed = None
     if args.speed_posts:
         log.info("speed: %d validation posts through the first fold's model", args.speed_posts)
