@@ -273,8 +273,9 @@ def measure(args) -> dict:
     folds, zero_shot, results = train_folds(args, base, sources, list(args.set), out, probe)
     if len(folds) > 1:
         decide_off_domain(folds, zero_shot, results, base, out)
+    figures = summarise(results)
     # The same recipe with the head trained from other seeds: how far the figures move by chance alone.
-    seeds = {str(base.train.seed): summarise(results)}
+    seeds = {str(base.train.seed): figures}
     for seed in args.train_seeds:
         seed_out = out / f"train-seed-{seed}"
         seed_folds, seed_zero_shot, seed_results = train_folds(
@@ -289,7 +290,7 @@ def measure(args) -> dict:
     # The recipe is what `moderation evaluate --thresholds-from` checks a run against before using these.
     summary = {"label": args.label, "config": str(args.config), "overrides": list(args.set),
                "recipe": base.recipe(), "review_recall": base.thresholds.review_recall, "sources": results,
-               "summary": summarise(results), "probe_rows": len(probe),
+               "summary": figures, "probe_rows": len(probe),
                "posts_per_second": speed, "speed_posts": args.speed_posts, "machine": common_machine()}
     if args.train_seeds:
         summary["train_seeds"] = seeds

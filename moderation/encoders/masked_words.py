@@ -65,13 +65,18 @@ def digest(word: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _stored_bytes() -> bytes:
+    return LEXICON_PATH.read_bytes()
+
+
+@lru_cache(maxsize=1)
 def _stored() -> dict:
-    return json.loads(LEXICON_PATH.read_text(encoding="utf-8"))
+    return json.loads(_stored_bytes())
 
 
 def lexicon_id() -> str:
     """Identifies the shipped lexicon (its file's digest): part of the normaliser's identity in embedding caches."""
-    return hashlib.sha256(LEXICON_PATH.read_bytes()).hexdigest()[:12]
+    return hashlib.sha256(_stored_bytes()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)
