@@ -39,7 +39,10 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         f"`{config.text_encoder.pooling}` pooling), "
         f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post",
         f"- Image encoder: `{config.image_encoder.kind}`" + (f" `{config.image_encoder.model}`" if config.image_encoder.model else ""),
-        f"- Fusion: `{config.head.fusion}`; loss `{config.loss.kind}` "
+        f"- Fusion: `{config.head.fusion}`"
+        + (f", the mean of {config.head.members} heads trained apart from different seeds" if config.head.members > 1
+           else "")
+        + f"; loss `{config.loss.kind}` "
         + (f"with pos_weight `{config.loss.pos_weight}`; " if config.loss.balance == "pooled" else
            f"balanced per source (each source and, within it, positives and negatives weigh the same; row weight "
            f"at most {config.loss.max_row_weight:g}); ")

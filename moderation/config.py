@@ -152,6 +152,8 @@ class HeadConfig(Strict):
     fusion: Literal["late", "concat", "text_only", "image_only"] = "late"
     hidden_dim: int = Field(0, ge=0, description="0 = linear per modality; >0 = one hidden layer")
     dropout: float = Field(0.1, ge=0, lt=1)
+    members: int = Field(1, ge=1, le=32, description="heads trained apart from different seeds (the first from "
+                                                        "train.seed), scored as the mean of their logits")
     # How a picture is scored. 'trained': an image branch learns from image training rows (research configs
     # with meme data). 'text_head': no image rows to learn from (the shipped model: no permissively licensed
     # multimodal data exists), so the picture's OCR text goes through the trained text head, open_nsfw scores
@@ -281,6 +283,9 @@ class Config(Strict):
         if self.head.image_branch == "text_head" and self.head.fusion != "late":
             problems.append(f"head.image_branch: 'text_head' scores pictures with the text head of a late-fusion "
                             f"model; head.fusion is {self.head.fusion!r}")
+        if self.head.members > 1 and self.text_encoder.finetune != "frozen":
+            problems.append(f"head.members: {self.head.members} heads train on one frozen encoder's features; "
+                            f"text_encoder.finetune is {self.text_encoder.finetune!r}")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -11,6 +11,8 @@ image-only and fused logits (B, C), so each response can show the three scores s
 - text_only / image_only: the baselines of the ladder.
 
 Text is scored per window and the maximum over a post's windows kept: harm anywhere in a long post counts.
+
+`HeadEnsemble` averages the logits of several such heads trained apart from different seeds (`head.members`).
 """
 
 from __future__ import annotations
@@ -105,3 +107,17 @@ class FusionHead(nn.Module):
             image = has_text.new_zeros((batch, self.image_dim), dtype=torch.float32)
         t, i = has_text.unsqueeze(1).float(), has_image.unsqueeze(1).float()
         return torch.cat([text * t, image * i, t, i], dim=1)  # (B, Dt + Di + 2)
+
+
+class HeadEnsemble(nn.Module):
+    """Fusion heads trained apart (each from its own seed, each stopped on its own validation score), scored as the
+    mean of their logits. One head's scores on an unseen source move with its seed (the cross-source benchmark's
+    seed spread); the mean of several moves less, and the heads are small, so it costs little at serving time."""
+
+    def __init__(self, heads: list[FusionHead]):
+        super().__init__()
+        self.members = nn.ModuleList(heads)
+
+    def forward(self, text_windows, owner, image, has_text, has_image) -> dict[str, torch.Tensor]:
+        outs = [head(text_windows, owner, image, has_text, has_image) for head in self.members]
+        return {key: torch.stack([o[key] for o in outs]).mean(0) for key in outs[0]}

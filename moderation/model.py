@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moderation import runfiles
-from moderation.fusion import FusionHead
+from moderation.fusion import FusionHead, HeadEnsemble
 from moderation.zeroshot import ZeroShotScorer
 
 
@@ -24,13 +24,15 @@ NO_EVIDENCE = -20.0
 class ModerationModel(nn.Module):
     def __init__(self, categories: list[str], fusion: str, text_dim: int, image_dim: int, hidden_dim: int = 0,
                  dropout: float = 0.1, zero_shot: ZeroShotScorer | None = None, image_branch: str = "trained",
-                 caption_picture_rule: str = "max"):
+                 caption_picture_rule: str = "max", members: int = 1):
         super().__init__()
         self.categories = list(categories)
         # text_head: pictures are scored through the text head (their OCR text), never by image features.
         self.image_branch, self.caption_picture_rule = image_branch, caption_picture_rule
         head_image_dim = 0 if image_branch == "text_head" else image_dim
-        self.head = FusionHead(fusion, text_dim, head_image_dim, len(categories), hidden_dim, dropout)
+        heads = [FusionHead(fusion, text_dim, head_image_dim, len(categories), hidden_dim, dropout)
+                 for _ in range(members)]
+        self.head: FusionHead | HeadEnsemble = heads[0] if members == 1 else HeadEnsemble(heads)
         self.zero_shot = zero_shot
         # Added to trained classes' logits at prediction time (log of the negative-sampling rate).
         self.register_buffer("prior_offset", torch.zeros(len(categories)))
@@ -38,7 +40,7 @@ class ModerationModel(nn.Module):
         self.nsfw_class: int | None = None
         self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": head_image_dim,
                            "hidden_dim": hidden_dim, "dropout": dropout, "image_branch": image_branch,
-                           "caption_picture_rule": caption_picture_rule}
+                           "caption_picture_rule": caption_picture_rule, "members": members}
 
     def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, ocr_windows=None, ocr_owner=None,
                 has_ocr=None, for_prediction: bool = False):
@@ -63,6 +65,11 @@ class ModerationModel(nn.Module):
             image_l[:, c] = torch.where(has_image, z, image_l[:, c])
             fused[:, c] = torch.where(has_image, torch.maximum(fused[:, c], z), fused[:, c])
         return {"text": text, "image": image_l, "fused": fused}
+
+    def use_heads(self, heads: list[FusionHead]) -> None:
+        """Score with the mean of `heads` (trained apart, `moderation.train`) instead of the one head built here."""
+        self.head = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
+        self.meta["members"] = len(heads)
 
     def _zero_shot_on(self) -> bool:
         return self.zero_shot is not None and bool(self.zero_shot.active.any())
@@ -125,7 +132,7 @@ class ModerationModel(nn.Module):
                                        len(meta["categories"]), meta.get("zero_shot_similarity_dims"))
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
                     meta["dropout"], zero_shot, meta.get("image_branch", "trained"),
-                    meta.get("caption_picture_rule", "max"))
+                    meta.get("caption_picture_rule", "max"), meta.get("members", 1))
         model.load_state_dict(state)
         model.nsfw_class = meta.get("nsfw_class")
         model.eval()

@@ -148,6 +148,18 @@ def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
     return c if image_positives < config.zero_shot.min_train_positives else None
 
 
+def member_seeds(seed: int, members: int) -> list[int]:
+    """Each head's seed: the first is `seed` itself (one head trains exactly as before), the others are drawn from
+    (seed, k), so the heads of `train.seed=1` share none with those of `train.seed=0`.
+
+    >>> member_seeds(0, 1)
+    [0]
+    >>> s = member_seeds(0, 3); s[0], len(set(s + member_seeds(1, 3)))
+    (0, 6)
+    """
+    return [seed] + [int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(1, members)]
+
+
 def _loss_fn(config: Config, pos_weight: torch.Tensor | None):
     def loss(logit, label, mask, weight=None):
         if config.loss.kind == "focal":
@@ -158,18 +170,21 @@ def _loss_fn(config: Config, pos_weight: torch.Tensor | None):
 
 def fit(model: ModerationModel, train: Features, validation: Features, config: Config, compute_metrics: MetricFn,
         trainable: np.ndarray, device: str, progress: bool = True, log_path: Path | None = None,
-        text_encoder=None, texts: dict[str, list[str]] | None = None, sources=None) -> list[dict]:
+        text_encoder=None, texts: dict[str, list[str]] | None = None, sources=None, seed: int | None = None,
+        member: int | None = None) -> list[dict]:
     """Train with early stopping on mean validation PR-AUC; restores the best epoch's weights.
 
     With `text_encoder` (fine-tuning) the encoder runs in the loop on `texts["train"]` and validation is
     re-encoded every epoch; otherwise the head trains on the cached window embeddings in `train`.
-    `sources` (N,): each training row's source, needed by `loss.balance: per_source`.
+    `sources` (N,): each training row's source, needed by `loss.balance: per_source`. `seed` (default
+    `train.seed`) orders the batches and draws dropout; `member` marks this head's epochs in the log.
     """
     from tqdm.auto import tqdm
 
     cfg = config.train
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    seed = cfg.seed if seed is None else seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     row_weights = None
     if config.loss.balance == "per_source":
         if sources is None:
@@ -188,7 +203,8 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
         groups.append({"params": [p for p in text_encoder.parameters() if p.requires_grad], "lr": cfg.encoder_lr})
     optimiser = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     best, best_state, stale, history = -np.inf, None, 0, []
-    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress)
+    bar = tqdm(range(cfg.epochs), desc="train" if member is None else f"train head {member + 1}", unit="epoch",
+               disable=not progress)
     for epoch in bar:
         started = time.time()
         train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts,
@@ -196,8 +212,8 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
         val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
         val_scores = run_model(model, val, device=device).fused
         metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
-        record = {"epoch": epoch + 1, "train_loss": train_loss, "val_mean_average_precision": metric,
-                  "seconds": round(time.time() - started, 2)}
+        record = {**({"member": member} if member is not None else {}), "epoch": epoch + 1, "train_loss": train_loss,
+                  "val_mean_average_precision": metric, "seconds": round(time.time() - started, 2)}
         history.append(record)
         if log_path:
             with open(log_path, "a") as fh:
@@ -346,22 +362,27 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     zero_shot, zs_methods = zero_shot_setup(config, text_encoder, features)
     names = config.category_names
     trainable = np.array([c not in zs_methods for c in names])
-    torch.manual_seed(config.train.seed)
     # Image features are the pixel encoder's, with the mean OCR text embedding appended when OCR is on.
     image_dim = train_features.image.shape[1] if train_features.image is not None else 0
     text_dim = text_encoder.dim if text_encoder is not None and config.head.fusion != "image_only" else 0
-    model = ModerationModel(names, config.head.fusion, text_dim, image_dim,
-                            config.head.hidden_dim, config.head.dropout, zero_shot, config.head.image_branch,
-                            config.head.caption_picture_rule)
-    model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
-    has_image = train_features.has_image
-    head_sees_images = model.meta["image_dim"] > 0 and train_features.image is not None and has_image.any()
-    model.head.set_input_stats(
-        torch.from_numpy(train_features.windows) if train_features.windows.shape[0] and text_dim else None,
-        torch.from_numpy(train_features.image[has_image]) if head_sees_images else None)
-    model.nsfw_class = nsfw_zero_shot_class(config, train_features)
-    if model.nsfw_class is not None:
-        zs_methods[f"{names[model.nsfw_class]} (images)"] = "open_nsfw probability"
+    nsfw_class = nsfw_zero_shot_class(config, train_features)
+    if nsfw_class is not None:
+        zs_methods[f"{names[nsfw_class]} (images)"] = "open_nsfw probability"
+
+    def new_model(seed: int) -> ModerationModel:
+        torch.manual_seed(seed)
+        model = ModerationModel(names, config.head.fusion, text_dim, image_dim,
+                                config.head.hidden_dim, config.head.dropout, zero_shot, config.head.image_branch,
+                                config.head.caption_picture_rule)
+        model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
+        has_image = train_features.has_image
+        head_sees_images = model.meta["image_dim"] > 0 and train_features.image is not None and has_image.any()
+        model.head.set_input_stats(
+            torch.from_numpy(train_features.windows) if train_features.windows.shape[0] and text_dim else None,
+            torch.from_numpy(train_features.image[has_image]) if head_sees_images else None)
+        model.nsfw_class = nsfw_class
+        return model
+
     finetune = config.text_encoder.finetune != "frozen" and text_encoder is not None
     texts = None
     if finetune:
@@ -369,9 +390,16 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
         train_texts = [t or "" for t in splits["train"]["text"]]
         texts = {"train": [train_texts[i] for i in keep], "validation": [t or "" for t in splits["validation"]["text"]]}
         texts = _finetuning_inputs(text_encoder, texts, config)
-    history = fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
-                  progress, log_path, text_encoder if finetune else None, texts,
-                  sources=np.asarray(splits["train"]["source"])[keep])
+    seeds = member_seeds(config.train.seed, config.head.members)
+    heads, history = [], []
+    for member, seed in enumerate(seeds):
+        model = new_model(seed)
+        history += fit(model, train_features, features["validation"], config, compute_metrics, trainable, device,
+                       progress, log_path, text_encoder if finetune else None, texts,
+                       sources=np.asarray(splits["train"]["source"])[keep], seed=seed,
+                       member=member if len(seeds) > 1 else None)
+        heads.append(model.head)
+    model.use_heads(heads)
     if finetune:
         # A LoRA encoder stays unmerged here so the run saves the adapter alone; loading it merges it.
         for split in ("validation", "test"):

@@ -31,6 +31,12 @@ def test_every_error_reported_at_once_with_key_paths():
     assert "3 problem(s)" in msg
 
 
+
+def test_several_heads_need_a_frozen_encoder():
+    config_from_dict(minimal(head={"members": 5}))
+    with pytest.raises(ConfigError, match=r"head.members: 5 heads train on one frozen encoder.*'lora'"):
+        config_from_dict(minimal(head={"members": 5}, text_encoder={"finetune": "lora"}))
+
 def test_label_map_must_name_categories():
     tree = minimal()
     tree["datasets"]["d"]["label_map"] = {"toxic": {"field": "x", "positive": [1]}}

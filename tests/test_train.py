@@ -159,3 +159,50 @@ def test_fine_tuning_batches_are_length_bucketed_within_the_token_budget():
     assert padded(batches) < 0.7 * padded([shuffled[i:i + 32] for i in range(0, 500, 32)])
     again = bucketed_batches(lengths, batch_size=32, max_tokens=2048, rng=np.random.default_rng(1))
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # seeded
+
+
+def test_head_members_train_apart_and_score_as_the_mean_of_their_logits(tiny_bert, tmp_path):
+    """`head.members: 3`: the first head is exactly the one-head model of the same seed, the others start from
+    other seeds, the model scores the mean of their logits, and a saved run loads back with all three."""
+    import torch
+
+    from moderation.fusion import HeadEnsemble
+    from moderation.model import ModerationModel
+
+    data = write_dataset(tmp_path / "d.jsonl", n=150, seed=6)
+    one = train(config_from_dict(tiny_config(data, tiny_bert, tmp_path / "one", train={"epochs": 3})), mean_ap,
+                progress=False)
+    three = train(config_from_dict(tiny_config(data, tiny_bert, tmp_path / "three", train={"epochs": 3},
+                                               head={"members": 3})), mean_ap, progress=False)
+    heads = three.model.head
+    assert isinstance(heads, HeadEnsemble) and len(heads.members) == 3
+    first = {k: v for k, v in heads.members[0].state_dict().items()}
+    assert all(torch.equal(v, one.model.head.state_dict()[k]) for k, v in first.items())
+    assert not torch.equal(heads.members[1].text_scorer[1].weight, heads.members[0].text_scorer[1].weight)
+    assert {r["member"] for r in three.history} == {0, 1, 2}  # each head's own epochs, early-stopped apart
+
+    test = three.features["test"]
+    trained_classes = [i for i, c in enumerate(CATEGORIES) if c not in three.zero_shot_classes]
+    member_logits = [logit(run_model(_alone(three.model, h), test).fused[:, trained_classes]) for h in heads.members]
+    ensemble = run_model(three.model, test).fused
+    assert np.allclose(logit(ensemble[:, trained_classes]), np.mean(member_logits, axis=0), atol=1e-3)
+
+    three.model.save(tmp_path, {"version": "t"})
+    loaded, meta = ModerationModel.load(tmp_path)
+    assert meta["members"] == 3 and isinstance(loaded.head, HeadEnsemble)
+    assert np.allclose(run_model(loaded, test).fused, ensemble, atol=1e-6)
+
+
+
+def logit(p):
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def _alone(model, head):
+    """A copy of `model` that scores with `head` alone."""
+    import copy
+
+    single = copy.deepcopy(model)
+    single.use_heads([copy.deepcopy(head)])
+    return single

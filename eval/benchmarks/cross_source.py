@@ -129,7 +129,7 @@ def probe_rates(run_dir: Path, probe_texts: list[str]) -> dict:
 def posts_per_second(run_dir: Path, texts: list[str], call_posts: int = 32, rounds: int = 3) -> float:
     """In-process speed of a fold's model: `texts` through `Moderator.score_arrays` in calls of `call_posts`
     (as the service calls it), fastest of `rounds` passes (the machine is shared; the fastest is the least
-    disturbed). The encoder sets it; the head is the same size in every rung."""
+    disturbed). The encoder sets it: a head, or five (`head.members`), is a small share of the work."""
     from moderation.moderator import Moderator
 
     moderator = Moderator(run_dir)

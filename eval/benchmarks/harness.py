@@ -219,7 +219,7 @@ def speed_only_multimodal_run(out: Path, image_kind: str = "efficientnet_lite0",
     trained, meta = ModerationModel.load(src)
     torch.manual_seed(0)
     model = ModerationModel(trained.categories, "late", meta["text_dim"], image_dim, meta["hidden_dim"],
-                            meta["dropout"], trained.zero_shot)
+                            meta["dropout"], trained.zero_shot, members=meta.get("members", 1))
     model.save(out, {"version": "speed-only-text+image", "note": "untrained image branch: timing only"})
     shutil.copy(src / runfiles.THRESHOLDS, out / runfiles.THRESHOLDS)
     return out
