@@ -10,7 +10,7 @@ Writer and readers share this one module, so a file's name and shape are defined
     reference_scores.npz the fused scores on the validation split: the reference for live score drift
     predictions.npz      validation and test scores (fused, text-only, image-only) with labels, masks, ids,
                          sources: what evaluation reads (see `Predictions`)
-    train_log.jsonl      one line per epoch
+    train_log.jsonl      one line per epoch (of each head, with `member`, when head.members > 1)
     report/              report.md, report.json, PR-curve pictures
     MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, classes that never block, limits
     cross_source/        only when thresholds were chosen on sources the model never trained on: the held-out
