@@ -30,17 +30,16 @@ class ModerationModel(nn.Module):
         # text_head: pictures are scored through the text head (their OCR text), never by image features.
         self.image_branch, self.caption_picture_rule = image_branch, caption_picture_rule
         head_image_dim = 0 if image_branch == "text_head" else image_dim
-        heads = [FusionHead(fusion, text_dim, head_image_dim, len(categories), hidden_dim, dropout)
-                 for _ in range(members)]
-        self.head: FusionHead | HeadEnsemble = heads[0] if members == 1 else HeadEnsemble(heads)
+        self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": head_image_dim,
+                           "hidden_dim": hidden_dim, "dropout": dropout, "image_branch": image_branch,
+                           "caption_picture_rule": caption_picture_rule}
+        self.use_heads([FusionHead(fusion, text_dim, head_image_dim, len(categories), hidden_dim, dropout)
+                        for _ in range(members)])
         self.zero_shot = zero_shot
         # Added to trained classes' logits at prediction time (log of the negative-sampling rate).
         self.register_buffer("prior_offset", torch.zeros(len(categories)))
         # A class scored on images by the open_nsfw probability (zero-shot), or None.
         self.nsfw_class: int | None = None
-        self.meta: dict = {"fusion": fusion, "text_dim": text_dim, "image_dim": head_image_dim,
-                           "hidden_dim": hidden_dim, "dropout": dropout, "image_branch": image_branch,
-                           "caption_picture_rule": caption_picture_rule, "members": members}
 
     def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, ocr_windows=None, ocr_owner=None,
                 has_ocr=None, for_prediction: bool = False):
@@ -67,8 +66,8 @@ class ModerationModel(nn.Module):
         return {"text": text, "image": image_l, "fused": fused}
 
     def use_heads(self, heads: list[FusionHead]) -> None:
-        """Score with the mean of `heads` (trained apart, `moderation.train`) instead of the one head built here."""
-        self.head = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
+        """Score with `heads`: one, or the mean of several trained apart (`moderation.train`)."""
+        self.head: FusionHead | HeadEnsemble = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
         self.meta["members"] = len(heads)
 
     def _zero_shot_on(self) -> bool:

@@ -154,14 +154,14 @@ def speed_texts(config, n: int, seed: int) -> list[str]:
     return common.sample_split(validation, n, seed)["text"]
 
 
-def fold_metrics(labels, mask, fused, names: list[str], thresholds) -> dict:
-    """Per class PR-AUC with support, any-harm PR-AUC and decision rates at `thresholds` for one held-out source."""
+def ranking_metrics(labels, mask, fused, names: list[str]) -> dict:
+    """Per class PR-AUC with support, their mean, and any-harm PR-AUC (a row scored by its highest class) for
+    one held-out source."""
     from sklearn.metrics import average_precision_score
 
     from eval.metrics import per_class_metrics
-    from moderation.policy import threshold_actions
 
-    per_class = per_class_metrics(labels, mask, fused, names, thresholds)
+    per_class = per_class_metrics(labels, mask, fused, names)
     harmful, benign = any_harm(labels, mask)
     rows = harmful | benign
     any_ap = (float(average_precision_score(harmful[rows], fused[rows].max(axis=1)))
@@ -170,7 +170,15 @@ def fold_metrics(labels, mask, fused, names: list[str], thresholds) -> dict:
     return {"rows": int(len(labels)), "harmful": int(harmful.sum()), "benign": int(benign.sum()),
             "mean_average_precision": float(np.mean(aps)) if aps else None, "any_harm_average_precision": any_ap,
             "per_class": {c: {k: per_class[c][k] for k in ("support", "positives", "average_precision", "roc_auc")}
-                          for c in names},
+                          for c in names}}
+
+
+def fold_metrics(labels, mask, fused, names: list[str], thresholds) -> dict:
+    """`ranking_metrics` and the decision rates at `thresholds` for one held-out source."""
+    from moderation.policy import threshold_actions
+
+    harmful, benign = any_harm(labels, mask)
+    return {**ranking_metrics(labels, mask, fused, names),
             "deployed": decision_rates(threshold_actions(names, fused, thresholds), harmful, benign)}
 
 

@@ -25,48 +25,36 @@ import numpy as np
 
 
 def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+    """Probabilities as logits, clipped so a score of exactly 0 or 1 stays finite."""
+    from scipy.special import logit as _logit
 
-
-def ranking(labels, mask, scores, names) -> dict:
-    """Per class PR-AUC where a class has both label values, their mean, and any-harm PR-AUC (as the benchmark)."""
-    from sklearn.metrics import average_precision_score
-
-    from eval.benchmarks.cross_source import any_harm
-
-    per_class = {}
-    for c, name in enumerate(names):
-        known = mask[:, c]
-        if known.any() and 0 < labels[known, c].sum() < known.sum():
-            per_class[name] = float(average_precision_score(labels[known, c], scores[known, c]))
-    harmful, benign = any_harm(labels, mask)
-    rows = harmful | benign
-    return {"per_class": per_class, "mean": float(np.mean(list(per_class.values()))),
-            "any_harm": float(average_precision_score(harmful[rows], scores[rows].max(axis=1)))}
+    return _logit(np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6))
 
 
 def fold_blend(config_path: str, overrides: list[str], run_dir: Path, held_out: str, weights: list[float]) -> dict:
-    from eval.baseline import TfidfBaseline
-    from eval.benchmarks.cross_source import fold_config, held_out_predictions
-    from moderation import runfiles
+    from scipy.special import expit
+
+    from eval.benchmarks.cross_source import fold_config, held_out_predictions, ranking_metrics
+    from eval.benchmarks.quality import fit_baseline
     from moderation.data.build import build_splits
 
-    splits = build_splits(fold_config(config_path, overrides, held_out, run_dir))
-    train = splits["train"]
-    baseline = TfidfBaseline().fit([t or "" for t in train["text"]], np.asarray(train["labels"], np.float32),
-                                   np.asarray(train["label_mask"], bool))
+    config = fold_config(config_path, overrides, held_out, run_dir)
+    splits = build_splits(config)
+    baseline = fit_baseline(splits["train"])
     p = held_out_predictions(run_dir, held_out)
     text_of = {i: t or "" for split in splits.values() for i, s, t in zip(split["id"], split["source"], split["text"])
                if s == held_out}
     lexical = logit(baseline.predict_proba([text_of[i] for i in p.ids]))
     model = logit(p.fused)
     scorable = np.array([not isinstance(clf, float) for clf in baseline.classifiers])
-    names = runfiles.read_predictions(run_dir).categories
+    names = config.category_names
     out = {}
     for w in weights:
         blended = np.where(scorable, (1 - w) * model + w * lexical, model)
-        out[f"{w:g}"] = ranking(p.labels, p.label_mask, blended, names)
+        m = ranking_metrics(p.labels, p.label_mask, expit(blended), names)
+        out[f"{w:g}"] = {"per_class": {c: r["average_precision"] for c, r in m["per_class"].items()
+                                       if r["average_precision"] is not None},
+                         "mean": m["mean_average_precision"], "any_harm": m["any_harm_average_precision"]}
     return out
 
 
