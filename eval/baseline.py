@@ -20,6 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
+from moderation.lexical import fit_masked_logistic
+
 from .metrics import validate_inputs
 
 logger = logging.getLogger(__name__)
@@ -30,17 +32,6 @@ def _as_texts(texts) -> list[str]:
     if isinstance(texts, str):
         return [texts]
     return ["" if t is None else str(t) for t in texts]
-
-
-def _fit_one(features, label: np.ndarray, known: np.ndarray, C: float, max_iter: int):
-    """A fitted LogisticRegression, or the training prevalence when only one label value is known."""
-    y = label[known]
-    if len(y) == 0 or np.all(y == y[0]):
-        return float(y.mean()) if len(y) else 0.0
-    # liblinear's dual solver visits coordinates in random order: seed it so a refit gives the same scores.
-    model = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", dual=True, max_iter=max_iter,
-                               random_state=0)
-    return model.fit(features[known], y.astype(np.int64))
 
 
 class TfidfBaseline:
@@ -99,7 +90,7 @@ class TfidfBaseline:
         logger.info("tf-idf: %d texts, %d features", features.shape[0], features.shape[1])
         # liblinear releases the GIL, so threads parallelise the per-category fits without copying features.
         self.classifiers = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(_fit_one)(features, labels[:, c], label_mask[:, c], self.C, self.max_iter)
+            delayed(fit_masked_logistic)(features, labels[:, c], label_mask[:, c], self.C, self.max_iter)
             for c in range(labels.shape[1])
         )
         for c, clf in enumerate(self.classifiers):

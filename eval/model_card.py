@@ -47,6 +47,10 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
            f"balanced per source (each source and, within it, positives and negatives weigh the same; row weight "
            f"at most {config.loss.max_row_weight:g}); ")
         + f"negatives kept at rate {config.sampling.negative_rate} (scores corrected back to the true prior)",
+        *([f"- Lexical view: TF-IDF over hashed word 1-2 and char 2-5 grams ({config.lexical.word_features} + "
+           f"{config.lexical.char_features} most frequent buckets), one regression per trained class; each text "
+           f"logit is {1 - config.lexical.weight:g} x the head's + {config.lexical.weight:g} x the lexical view's "
+           f"(captions and picture text alike; zero-shot classes use neither)"] if meta.get("lexical") else []),
         f"- Rows: train {rows.get('train', 0)}, validation {rows.get('validation', 0)}, test {rows.get('test', 0)}",
         *(["- Wall time of training (seconds, before evaluation): " + ", ".join(f"{k} {v}" for k, v in seconds.items())
            + " (encode is near zero when the embedding cache is warm)"] if seconds else []),

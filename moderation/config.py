@@ -164,6 +164,17 @@ class HeadConfig(Strict):
                            "noisy-OR 1 - (1 - p_caption)(1 - p_picture)")
 
 
+class LexicalConfig(Strict):
+    """The lexical view (`moderation.lexical`): hashed word and character n-gram TF-IDF with one regression per
+    trained class, whose logit is blended with the head's: (1 - weight) * head + weight * lexical."""
+
+    weight: float = Field(0.0, ge=0, le=1, description="0 = off; the blend weight of the lexical logit per trained class")
+    word_features: int = Field(50_000, ge=1, description="most frequent word 1-2 gram buckets kept")
+    char_features: int = Field(100_000, ge=1, description="most frequent char_wb 2-5 gram buckets kept")
+    min_df: int = Field(2, ge=1, description="a bucket is kept only when at least this many training texts have it")
+    C: float = Field(1.0, gt=0, description="inverse L2 regularisation strength of each regression")
+
+
 class LossConfig(Strict):
     kind: Literal["bce", "focal"] = "bce"
     pos_weight: Literal["auto", "none"] = "auto"
@@ -253,6 +264,7 @@ class Config(Strict):
     text_encoder: TextEncoderConfig = TextEncoderConfig()
     image_encoder: ImageEncoderConfig = ImageEncoderConfig()
     head: HeadConfig = HeadConfig()
+    lexical: LexicalConfig = LexicalConfig()
     loss: LossConfig = LossConfig()
     sampling: SamplingConfig = SamplingConfig()
     split: SplitConfig = SplitConfig()
@@ -286,6 +298,15 @@ class Config(Strict):
         if self.head.members > 1 and self.text_encoder.finetune != "frozen":
             problems.append(f"head.members: {self.head.members} heads train on one frozen encoder's features; "
                             f"text_encoder.finetune is {self.text_encoder.finetune!r}")
+        # The blend needs the text head's own logit as the post's: a trained image branch mixes the two.
+        text_logit_is_the_score = (self.head.image_branch == "text_head" or self.head.fusion == "text_only"
+                                   or (self.head.fusion == "late" and not has_image_input))
+        if self.lexical.weight and not text_logit_is_the_score:
+            problems.append(f"lexical.weight: the lexical view blends with the text head's logits, which a "
+                            f"{self.head.fusion!r} head with a trained image branch mixes with the image's; use "
+                            "head.image_branch: text_head or head.fusion: text_only, or lexical.weight: 0")
+        if self.lexical.weight and self.head.fusion == "image_only":
+            problems.append("lexical.weight: an image_only head reads no captions")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -306,6 +327,8 @@ class Config(Strict):
         for ds in tree["datasets"].values():
             ds.pop("path")
             ds.pop("license")
+        if not self.lexical.weight:  # off: the same recipe as before the lexical view existed
+            tree.pop("lexical")
         return tree
 
 

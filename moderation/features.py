@@ -3,12 +3,14 @@
 `Features` keeps the text windows of all rows flat (W, Dt) with CSR-style `offsets` (the windows of row i are
 offsets[i]:offsets[i+1]), image features (N, Di), presence flags and labels. With OCR on, the text read from
 each picture is kept too (`ocr_text`), with its windows embedded by the same text encoder (`ocr_windows`,
-`ocr_offsets`). `batch(idx)` turns a set of rows into the tensors `ModerationModel.forward` takes.
+`ocr_offsets`). With a lexical view (`moderation.lexical`), each row's caption and picture text also carry
+its per-class lexical logits (`lexical`, `ocr_lexical`). `batch(idx)` turns a set of rows into the tensors
+`ModerationModel.forward` takes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -27,6 +29,8 @@ class Features:
     ocr_text: list[str] | None = None  # (N,) text read from each picture ("" without image or text); None: OCR off
     ocr_windows: np.ndarray | None = None  # (W2, Dt) embeddings of the OCR text windows
     ocr_offsets: np.ndarray | None = None  # (N + 1,) int64, as `offsets`
+    lexical: np.ndarray | None = None  # (N, C) float32 lexical logits of each caption; None: no lexical view
+    ocr_lexical: np.ndarray | None = None  # (N, C) float32 lexical logits of the text read from each picture
 
     def __len__(self) -> int:
         return len(self.has_text)
@@ -53,6 +57,10 @@ class Features:
         if self.ocr_offsets is not None:
             ocr_windows, ocr_owner = _gather(self.ocr_windows, self.ocr_offsets, idx)
             out.update(ocr_windows=tensor(ocr_windows), ocr_owner=tensor(ocr_owner), has_ocr=tensor(self.has_ocr[idx]))
+        if self.lexical is not None:
+            out["lexical"] = tensor(self.lexical[idx])
+            if self.ocr_lexical is not None:
+                out["ocr_lexical"] = tensor(self.ocr_lexical[idx])
         return out
 
     def targets(self, idx: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +81,24 @@ class Features:
             has_text=self.has_text[idx], has_image=self.has_image[idx],
             labels=self.labels[idx], label_mask=self.label_mask[idx],
             extras={k: v[idx] for k, v in self.extras.items()}, **ocr,
+            lexical=self.lexical[idx] if self.lexical is not None else None,
+            ocr_lexical=self.ocr_lexical[idx] if self.ocr_lexical is not None else None,
         )
+
+    def with_lexical(self, lexical_model, texts: list[str | None]) -> Features:
+        """These features with the lexical logits of each row's caption (`texts`, as featurized) and of the text
+        read from its picture. Rows without one get 0, which the model never uses (it scores only what is there)."""
+        num_classes = self.labels.shape[1]
+
+        def logits(row_texts: list[str | None], present: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(self), num_classes), np.float32)
+            rows = np.flatnonzero(present)
+            if len(rows):
+                out[rows] = lexical_model.logits([row_texts[i] for i in rows])
+            return out
+
+        ocr = logits(self.ocr_text, self.has_ocr) if self.ocr_text is not None else None
+        return replace(self, lexical=logits(texts, self.has_text), ocr_lexical=ocr)
 
 
 def _gather(windows: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +117,8 @@ def offsets_from_owner(owner: np.ndarray, num_rows: int) -> np.ndarray:
 
 
 def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_dir=None, progress: bool = False,
-              device: str = "cpu", ocr_reader=None, ocr_as_image_features: bool = False) -> Features:
+              device: str = "cpu", ocr_reader=None, ocr_as_image_features: bool = False,
+              lexical_model=None) -> Features:
     """The one featurizer: posts given as columns {"text", "image"[, "source", "labels", "label_mask"]} (lists)
     -> `Features`. Training, prediction, evaluation and serving all come through here.
 
@@ -103,6 +129,8 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
 
     With `ocr_reader`, the text in each picture is read and embedded by the text encoder (`ocr_*` fields);
     `ocr_as_image_features` also appends its mean window embedding to the image features (trained image branch).
+    With `lexical_model` (a fitted `moderation.lexical.LexicalModel`), captions and picture text get their lexical
+    logits too (`Features.with_lexical`; training adds them once that model is fitted on the training split).
     """
     from moderation.encoders.cache import cached_image_features, cached_ocr_text, cached_text_windows
 
@@ -143,8 +171,9 @@ def featurize(rows: dict, num_classes: int, text_encoder, image_encoder, cache_d
         label_mask = np.asarray(rows["label_mask"], bool).reshape(n, num_classes)
     else:
         labels, label_mask = np.zeros((n, num_classes), np.float32), np.zeros((n, num_classes), bool)
-    return Features(windows=all_windows, offsets=offsets_from_owner(owner, n), image=image, has_text=has_text,
-                    has_image=has_image, labels=labels, label_mask=label_mask, extras=extras, **ocr)
+    features = Features(windows=all_windows, offsets=offsets_from_owner(owner, n), image=image, has_text=has_text,
+                        has_image=has_image, labels=labels, label_mask=label_mask, extras=extras, **ocr)
+    return features.with_lexical(lexical_model, texts) if lexical_model is not None else features
 
 
 def _embed_ocr(ocr_text: list[str], text_encoder, cache_dir, progress: bool, device: str) -> dict:

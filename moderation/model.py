@@ -1,4 +1,4 @@
-"""The trained part of a moderation model: fusion head + zero-shot scorer + prior correction.
+"""The trained part of a moderation model: fusion head + zero-shot scorer + prior correction + lexical blend.
 
 It works on encoder outputs (text window embeddings, image features), so the same object serves the
 cached-embedding training path, fine-tuning (where the encoder runs in the loop) and prediction.
@@ -38,20 +38,29 @@ class ModerationModel(nn.Module):
         self.zero_shot = zero_shot
         # Added to trained classes' logits at prediction time (log of the negative-sampling rate).
         self.register_buffer("prior_offset", torch.zeros(len(categories)))
+        # Per class, the share of a text's logit that comes from the lexical view (`moderation.lexical`) at
+        # prediction time: (1 - w) * head + w * lexical. 0 (no lexical view, or a zero-shot class): the head's alone.
+        self.register_buffer("lexical_weight", torch.zeros(len(categories)))
         # A class scored on images by the open_nsfw probability (zero-shot), or None.
         self.nsfw_class: int | None = None
 
     def forward(self, text_windows, owner, image, has_text, has_image, nsfw=None, ocr_windows=None, ocr_owner=None,
-                has_ocr=None, for_prediction: bool = False):
-        """Logits {"text", "image", "fused"} (B, C). `for_prediction` applies zero-shot and prior correction."""
+                has_ocr=None, lexical=None, ocr_lexical=None, for_prediction: bool = False):
+        """Logits {"text", "image", "fused"} (B, C). `for_prediction` applies the prior correction, the lexical
+        blend (`lexical`, `ocr_lexical`: (B, C) lexical logits of the caption and the picture's text) and zero-shot
+        scoring; training sees the head's own logits."""
         if self.image_branch == "text_head":
             return self._text_head_forward(text_windows, owner, has_text, has_image, nsfw, ocr_windows, ocr_owner,
-                                           has_ocr, for_prediction)
+                                           has_ocr, lexical, ocr_lexical, for_prediction)
         logits = self.head(text_windows, owner, image, has_text, has_image)
         if not for_prediction:
             return logits
         offset = self.prior_offset
         text, image_l, fused = logits["text"] + offset, logits["image"] + offset, logits["fused"] + offset
+        if self.meta["fusion"] in ("text_only", "late") and self.uses_lexical:
+            # The config allows a lexical view only where no image branch is trained: a post's score is its text's.
+            text = self._with_lexical(text, lexical)
+            fused = torch.where(has_image.unsqueeze(1), fused, text)
         if self._zero_shot_on():
             zs = self._zero_shot_logits(text_windows, owner, has_text.shape[0])
             active = self.zero_shot.active.unsqueeze(0)
@@ -70,6 +79,18 @@ class ModerationModel(nn.Module):
         self.head: FusionHead | HeadEnsemble = heads[0] if len(heads) == 1 else HeadEnsemble(heads)
         self.meta["members"] = len(heads)
 
+    @property
+    def uses_lexical(self) -> bool:
+        return bool(self.lexical_weight.any())
+
+    def _with_lexical(self, logit: torch.Tensor, lexical: torch.Tensor | None) -> torch.Tensor:
+        if not self.uses_lexical:
+            return logit
+        if lexical is None:
+            raise ValueError("this model blends a lexical view into its text scores: featurize with its lexical "
+                             "model (`featurize(..., lexical_model=...)`, as `Moderator` does)")
+        return logit + self.lexical_weight * (lexical - logit)
+
     def _zero_shot_on(self) -> bool:
         return self.zero_shot is not None and bool(self.zero_shot.active.any())
 
@@ -78,25 +99,26 @@ class ModerationModel(nn.Module):
             return torch.full((batch, len(self.categories)), NO_EVIDENCE, device=self.prior_offset.device)
         return self.zero_shot.logit(self.zero_shot.similarity(windows, owner, batch))  # (B, C)
 
-    def _scored_text(self, windows, owner, present, batch: int, for_prediction: bool) -> torch.Tensor:
-        """(B, C) text-head logits of window sets (captions, or the text read from pictures)."""
+    def _scored_text(self, windows, owner, present, batch: int, lexical, for_prediction: bool) -> torch.Tensor:
+        """(B, C) text-head logits of window sets (captions, or the text read from pictures), blended with their
+        lexical logits at prediction time."""
         if windows is None or not windows.shape[0]:
             return torch.full((batch, len(self.categories)), NO_EVIDENCE, device=self.prior_offset.device)
         logit = self.head.forward(windows, owner, None, present, torch.zeros_like(present))["text"]
         if for_prediction:
-            logit = logit + self.prior_offset
+            logit = self._with_lexical(logit + self.prior_offset, lexical)
             if self._zero_shot_on():
                 logit = torch.where(self.zero_shot.active.unsqueeze(0), self._zero_shot_logits(windows, owner, batch),
                                     logit)
         return torch.where(present.unsqueeze(1), logit, torch.full_like(logit, NO_EVIDENCE))
 
     def _text_head_forward(self, text_windows, owner, has_text, has_image, nsfw, ocr_windows, ocr_owner, has_ocr,
-                           for_prediction: bool) -> dict[str, torch.Tensor]:
+                           lexical, ocr_lexical, for_prediction: bool) -> dict[str, torch.Tensor]:
         batch = has_text.shape[0]
-        text = self._scored_text(text_windows, owner, has_text, batch, for_prediction)
+        text = self._scored_text(text_windows, owner, has_text, batch, lexical, for_prediction)
         if has_ocr is None:
             has_ocr = torch.zeros_like(has_text)
-        picture = self._scored_text(ocr_windows, ocr_owner, has_ocr & has_image, batch, for_prediction)
+        picture = self._scored_text(ocr_windows, ocr_owner, has_ocr & has_image, batch, ocr_lexical, for_prediction)
         if self.nsfw_class is not None and nsfw is not None:
             c, z = self.nsfw_class, torch.logit(nsfw.float().clamp(1e-6, 1 - 1e-6))
             # Rebuilt rather than written in place: training backpropagates through `torch.maximum`.
@@ -116,7 +138,7 @@ class ModerationModel(nn.Module):
                 "nsfw_class": self.nsfw_class,
                 "num_prototypes": int(self.zero_shot.prototypes.shape[0]) if self.zero_shot is not None else 0,
                 "zero_shot_similarity_dims": self.zero_shot.similarity_dims if self.zero_shot is not None else None,
-                **extra_meta}
+                "lexical": self.uses_lexical, **extra_meta}
         runfiles.write_json(Path(run_dir) / runfiles.MODEL, meta)
 
     @classmethod
@@ -132,6 +154,7 @@ class ModerationModel(nn.Module):
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
                     meta["dropout"], zero_shot, meta.get("image_branch", "trained"),
                     meta.get("caption_picture_rule", "max"), meta.get("members", 1))
+        state.setdefault("lexical_weight", torch.zeros(len(meta["categories"])))  # runs from before the lexical view
         model.load_state_dict(state)
         model.nsfw_class = meta.get("nsfw_class")
         model.eval()

@@ -24,6 +24,7 @@ import numpy as np
 from moderation import runfiles
 from moderation.config import Config, config_from_dict, read_yaml
 from moderation.features import Features, featurize, is_blank_image
+from moderation.lexical import load_for_run as load_lexical
 from moderation.model import ModerationModel
 from moderation.policy import NO_SAMPLING, Decision, Sampling, Thresholds, decide
 from moderation.scoring import ScoreArrays, run_model
@@ -90,6 +91,8 @@ class Moderator:
             from moderation.encoders.image import build_image_encoder
 
             self.image_encoder = build_image_encoder(image_cfg)
+        # The lexical view (hashed n-gram regressions) whose logits the model blends with its text head's.
+        self.lexical_model = load_lexical(self.run_dir, self.meta)
         self.ocr_reader = None
         if reads_pictures:
             from moderation.encoders.ocr import build_ocr_reader
@@ -136,7 +139,8 @@ class Moderator:
                           "image": [p.get("image") for p in posts]},
                          len(self.categories), self.text_encoder, self.image_encoder, device=self.device,
                          ocr_reader=self.ocr_reader,
-                         ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained")
+                         ocr_as_image_features=self.meta.get("image_branch", "trained") == "trained",
+                         lexical_model=self.lexical_model)
 
     def score_arrays(self, items, batch_size: int = 64, progress: bool = False) -> ScoreArrays:
         """(N, C) fused, text-only and image-only probabilities, in input order, `batch_size` posts at a time.

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # numpy is imported where used: the CLI imports this module a
 CONFIG = "config.yaml"
 MODEL = "model.json"
 HEAD = "head.safetensors"
+LEXICAL = "lexical.safetensors"  # the lexical view (`moderation.lexical`), when the run has one
 TEXT_ENCODER = "text_encoder"
 THRESHOLDS = "thresholds.json"
 REFERENCE_SCORES = "reference_scores.npz"
@@ -60,7 +61,7 @@ RELEASE_NOTES = "RELEASE_NOTES.md"
 # A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split
 # until the cross-source predictions are attached again) and an old evasion.json (`moderation bench evasion`
 # measured another model).
-RUN_OUTPUTS = (CONFIG, MODEL, HEAD, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
+RUN_OUTPUTS = (CONFIG, MODEL, HEAD, LEXICAL, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
                MODEL_CARD, CROSS_SOURCE, EVASION)
 PREDICTION_SPLITS = ("validation", "test")
 

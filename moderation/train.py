@@ -12,6 +12,7 @@ improving and keeps the best epoch's weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ import torch
 
 from moderation.config import Config
 from moderation.features import Features, featurize
+from moderation.lexical import LexicalModel
 from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
                                source_balanced_weights)
 from moderation.model import ModerationModel
@@ -46,6 +48,7 @@ class TrainResult:
     zero_shot_classes: dict[str, str]  # category -> calibration method
     train_positives: dict[str, int]
     seconds: dict[str, float]  # wall time per stage: data, encode, fit
+    lexical: LexicalModel | None = None  # the fitted lexical view, when `lexical.weight` > 0
 
 
 def with_evasion_copies(train_split, rate: float, kind: str, seed: int):
@@ -146,6 +149,21 @@ def nsfw_zero_shot_class(config: Config, train: Features) -> int | None:
     c = config.category_names.index(name)
     image_positives = int((train.labels[:, c] * train.label_mask[:, c] * train.has_image).sum())
     return c if image_positives < config.zero_shot.min_train_positives else None
+
+
+def fit_lexical(config: Config, splits, features: dict[str, Features], keep: np.ndarray,
+                trainable: np.ndarray) -> tuple[LexicalModel, dict[str, Features]]:
+    """The lexical view fitted on the training rows the head trains on (its trainable classes only), and every
+    split's features with their lexical logits."""
+    started = time.perf_counter()
+    cfg = config.lexical
+    texts = {name: splits[name]["text"] for name in features}
+    train = features["train"]
+    lexical = LexicalModel(cfg.word_features, cfg.char_features, cfg.min_df, cfg.C, config.text_encoder.normalize)
+    lexical.fit([texts["train"][i] for i in keep], train.labels[keep], train.label_mask[keep], trainable)
+    features = {name: f.with_lexical(lexical, texts[name]) for name, f in features.items()}
+    log.info("lexical view fitted and applied in %.0f s", time.perf_counter() - started)
+    return lexical, features
 
 
 def member_seeds(seed: int, members: int) -> list[int]:
@@ -322,9 +340,9 @@ def _encode_in_loop(text_encoder, texts: list[str], like: Features, device: str)
     from moderation.features import offsets_from_owner
 
     emb, owner = text_encoder.encode(texts, device=device)
-    return Features(windows=emb, offsets=offsets_from_owner(owner, len(texts)), image=like.image,
-                    has_text=like.has_text, has_image=like.has_image, labels=like.labels,
-                    label_mask=like.label_mask, extras=like.extras)
+    # Picture text embedded by the encoder before fine-tuning would not match it: left out, as before.
+    return dataclasses.replace(like, windows=emb, offsets=offsets_from_owner(owner, len(texts)), ocr_text=None,
+                               ocr_windows=None, ocr_offsets=None, ocr_lexical=None)
 
 
 def prepare_finetuning(text_encoder, config: Config):
@@ -358,10 +376,13 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     clock = time.perf_counter()
     keep = downsample_negatives(features["train"].labels, features["train"].label_mask,
                                 config.sampling.negative_rate, config.train.seed)
-    train_features = features["train"].subset(keep)
     zero_shot, zs_methods = zero_shot_setup(config, text_encoder, features)
     names = config.category_names
     trainable = np.array([c not in zs_methods for c in names])
+    lexical = None
+    if config.lexical.weight and text_encoder is not None:
+        lexical, features = fit_lexical(config, splits, features, keep, trainable)
+    train_features = features["train"].subset(keep)
     # Image features are the pixel encoder's, with the mean OCR text embedding appended when OCR is on.
     image_dim = train_features.image.shape[1] if train_features.image is not None else 0
     text_dim = text_encoder.dim if text_encoder is not None and config.head.fusion != "image_only" else 0
@@ -375,6 +396,8 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
                                 config.head.hidden_dim, config.head.dropout, zero_shot, config.head.image_branch,
                                 config.head.caption_picture_rule)
         model.prior_offset[torch.from_numpy(trainable)] = prior_correction(config.sampling.negative_rate)
+        if lexical is not None:  # validation (early stopping) scores the blend the run will deploy
+            model.lexical_weight.copy_(torch.from_numpy(lexical.active) * config.lexical.weight)
         has_image = train_features.has_image
         head_sees_images = model.meta["image_dim"] > 0 and train_features.image is not None and has_image.any()
         model.head.set_input_stats(
@@ -408,4 +431,5 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     seconds["fit"] = time.perf_counter() - clock
     positives = (features["train"].labels * features["train"].label_mask).sum(0)
     return TrainResult(model, text_encoder, image_encoder, splits, features, history, zs_methods,
-                       {c: int(p) for c, p in zip(names, positives)}, {k: round(v, 1) for k, v in seconds.items()})
+                       {c: int(p) for c, p in zip(names, positives)}, {k: round(v, 1) for k, v in seconds.items()},
+                       lexical)

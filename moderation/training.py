@@ -63,6 +63,8 @@ def train_run(config: Config, *, compute_metrics: MetricFn, out_dir: str | Path 
             result.text_encoder.model.save_pretrained(stage / runfiles.TEXT_ENCODER)
             if config.text_encoder.finetune == "full":
                 result.text_encoder.tokenizer.save_pretrained(stage / runfiles.TEXT_ENCODER)
+        if result.lexical is not None:
+            result.lexical.save(stage / runfiles.LEXICAL)
         runfiles.write_predictions(stage, Predictions(config.category_names, version, {
             s: split_predictions(result.splits[s], scores[s]) for s in runfiles.PREDICTION_SPLITS}))
         seconds = {**result.seconds, "total": round(time.perf_counter() - started, 1)}

@@ -25,7 +25,7 @@ LAYERS = [
     ("data", ["moderation.data"]),
     ("encoders", ["moderation.encoders"]),
     ("model", ["moderation.features", "moderation.fusion", "moderation.model", "moderation.zeroshot",
-               "moderation.losses"]),
+               "moderation.losses", "moderation.lexical"]),
     ("scoring", ["moderation.scoring"]),
     ("training", ["moderation.train", "moderation.training"]),
     ("api", ["moderation.moderator", "moderation.registry", "moderation"]),  # `moderation` itself: the public API

@@ -214,6 +214,7 @@ def speed_only_multimodal_run(out: Path, image_kind: str = "efficientnet_lite0",
     # Pixel features only (no OCR), into a trained-style late-fusion image branch: the timing of that path.
     tree["image_encoder"] = {"kind": image_kind, "image_size": image_size}
     tree["head"] = {**tree.get("head", {}), "image_branch": "trained"}
+    tree["lexical"] = {"weight": 0.0}  # the timing model has no lexical view (a trained image branch takes none)
     (out / runfiles.CONFIG).write_text(yaml.safe_dump(tree, sort_keys=False))
     image_dim = build_image_encoder(ImageEncoderConfig(kind=image_kind, image_size=image_size)).dim
     trained, meta = ModerationModel.load(src)

@@ -132,8 +132,10 @@ def build_variants(encoder, tmp: Path, threads: int, bf16: bool) -> tuple[dict[s
     return variants, missing
 
 
-def head_scores(model, emb: np.ndarray, owner: np.ndarray, texts: list[str], num_classes: int) -> np.ndarray:
-    """Fused probabilities (N, C) of the shipped head on these window embeddings."""
+def head_scores(model, emb: np.ndarray, owner: np.ndarray, texts: list[str], num_classes: int,
+                lexical_model=None) -> np.ndarray:
+    """Fused probabilities (N, C) of the shipped head on these window embeddings (and its lexical view's logits of
+    the texts, which no encoder variant changes)."""
     from moderation.features import Features, offsets_from_owner
     from moderation.scoring import run_model
 
@@ -141,6 +143,8 @@ def head_scores(model, emb: np.ndarray, owner: np.ndarray, texts: list[str], num
     feats = Features(windows=emb, offsets=offsets_from_owner(owner, n), image=None,
                      has_text=np.array([bool(t) for t in texts]), has_image=np.zeros(n, bool),
                      labels=np.zeros((n, num_classes), np.float32), label_mask=np.zeros((n, num_classes), bool))
+    if lexical_model is not None:
+        feats = feats.with_lexical(lexical_model, texts)
     return run_model(model, feats).fused
 
 
@@ -165,6 +169,7 @@ def measure(args) -> dict:
 
     from moderation import runfiles
     from moderation.encoders.text import TextEncoder
+    from moderation.lexical import load_for_run
     from moderation.model import ModerationModel
 
     from eval.benchmarks.compute_floor import bf16_supported
@@ -175,7 +180,8 @@ def measure(args) -> dict:
     labels, mask = np.asarray(rows["labels"], np.float32), np.asarray(rows["label_mask"], bool)
     threads = torch.get_num_threads()
     encoder = TextEncoder(config.text_encoder)
-    model, _ = ModerationModel.load(runfiles.resolve_run_dir(None))
+    model, meta = ModerationModel.load(runfiles.resolve_run_dir(None))
+    lexical = load_for_run(runfiles.resolve_run_dir(None), meta)
     names = model.categories
     bs = config.text_encoder.batch_size
     with tempfile.TemporaryDirectory(prefix="bench-variants-") as tmp:
@@ -184,7 +190,7 @@ def measure(args) -> dict:
         quality = {}
         for name, (forward, batching) in variants.items():
             emb, owner = encode_with(encoder, texts, forward, bs, batching)
-            scores = head_scores(model, emb, owner, texts, len(names))
+            scores = head_scores(model, emb, owner, texts, len(names), lexical)
             quality[name] = per_class_metrics(labels, mask, scores, names)
             log.info("%s: %.1f posts/s", name, speed[name])
     return {"speed": speed, "quality": quality, "missing": missing, "names": names, "threads": threads,

@@ -50,7 +50,8 @@ def _split_scores(moderator, rows: dict, cache_dir: str) -> dict:
     from moderation.scoring import run_model
 
     n = len(rows["text"])
-    common_args = dict(num_classes=len(moderator.categories), text_encoder=moderator.text_encoder, cache_dir=cache_dir)
+    common_args = dict(num_classes=len(moderator.categories), text_encoder=moderator.text_encoder, cache_dir=cache_dir,
+                       lexical_model=moderator.lexical_model)
     caption = featurize({"text": rows["text"], "image": [None] * n, "source": rows["source"]},
                         image_encoder=None, **common_args)
     picture = featurize({"text": [None] * n, "image": rows["image"], "source": rows["source"]},

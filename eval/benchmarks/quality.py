@@ -37,13 +37,13 @@ def profanity_scorer():
     return predict_prob
 
 
-def model_scores(model, encoder, cols: dict, num_classes: int, cache_dir) -> np.ndarray:
+def model_scores(model, encoder, cols: dict, num_classes: int, cache_dir, lexical_model=None) -> np.ndarray:
     """The shipped model's fused probabilities (N, C), text only, via the training path's embedding cache."""
     from moderation.features import featurize
     from moderation.scoring import run_model
 
     rows = {**cols, "image": [None] * len(cols["text"])}
-    feats = featurize(rows, num_classes, encoder, None, cache_dir, progress=False)
+    feats = featurize(rows, num_classes, encoder, None, cache_dir, progress=False, lexical_model=lexical_model)
     return run_model(model, feats).fused
 
 
@@ -71,10 +71,10 @@ def metrics_by_model(cols: dict, scores: dict[str, np.ndarray], names: list[str]
     return {m: per_class_metrics(labels[keep], mask[keep], s[keep], names) for m, s in scores.items()}
 
 
-def build_scorers(model, encoder, baseline, profanity, names: list[str]) -> dict:
+def build_scorers(model, encoder, baseline, profanity, names: list[str], lexical_model=None) -> dict:
     """{model name: columns -> (N, C) probabilities} for the three models."""
     def default_model(cols, cache_dir=None):
-        return model_scores(model, encoder, cols, len(names), cache_dir)
+        return model_scores(model, encoder, cols, len(names), cache_dir, lexical_model)
 
     out = {MODELS[0]: default_model, MODELS[1]: lambda cols, cache_dir=None: baseline.predict_proba(
         [t or "" for t in cols["text"]])}
@@ -97,15 +97,16 @@ def measure(args) -> dict:
     from moderation import runfiles
     from moderation.data.splits import normalise_text
     from moderation.encoders.text import run_text_encoder
+    from moderation.lexical import load_for_run
     from moderation.model import ModerationModel
 
     config, splits = common.load_splits()
     run_dir = runfiles.resolve_run_dir(None)
-    model, _ = ModerationModel.load(run_dir)
+    model, meta = ModerationModel.load(run_dir)
     names = model.categories
     encoder = run_text_encoder(config.text_encoder, run_dir / runfiles.TEXT_ENCODER)
     scorers = build_scorers(model, encoder, fit_baseline(splits["train"]),
-                            profanity_scorer(), names)
+                            profanity_scorer(), names, load_for_run(run_dir, meta))
     # The default test split is embedded exactly as training embedded it, so its embedding cache applies.
     cache = common.REPO / config.run.cache_dir if config.run.cache_dir else None
     test = {c: splits["test"][c] for c in splits["test"].column_names}
