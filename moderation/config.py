@@ -305,8 +305,6 @@ class Config(Strict):
             problems.append(f"lexical.weight: the lexical view blends with the text head's logits, which a "
                             f"{self.head.fusion!r} head with a trained image branch mixes with the image's; use "
                             "head.image_branch: text_head or head.fusion: text_only, or lexical.weight: 0")
-        if self.lexical.weight and self.head.fusion == "image_only":
-            problems.append("lexical.weight: an image_only head reads no captions")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -71,7 +71,7 @@ class LexicalModel:
         self.min_df, self.C, self.normalize = int(min_df), float(C), bool(normalize)
         self.buckets: dict[str, np.ndarray] = {}  # analyzer -> (K,) sorted uint32 bucket ids kept as features
         self.idf: dict[str, np.ndarray] = {}  # analyzer -> (K,) float16
-        self.weights: np.ndarray | None = None  # (C, K_word + K_char) float16
+        self.weights: np.ndarray | None = None  # (C, K_word + K_char) float16, set by fit or load
         self.bias: np.ndarray | None = None  # (C,) float32
         self.active: np.ndarray | None = None  # (C,) bool
 
@@ -128,8 +128,8 @@ class LexicalModel:
             blocks.append(tfidf.transform(counts))
         return sp.hstack(blocks, format="csr", dtype=np.float32)
 
-    def fit(self, texts: Sequence[str | None], labels: np.ndarray, label_mask: np.ndarray, classes: np.ndarray,
-            progress: bool = False) -> LexicalModel:
+    def fit(self, texts: Sequence[str | None], labels: np.ndarray, label_mask: np.ndarray,
+            classes: np.ndarray) -> LexicalModel:
         """Fit the idf on `texts` and a regression for each class where `classes` is True, on its known labels."""
         from joblib import Parallel, delayed
         from sklearn.linear_model import LogisticRegression
@@ -143,18 +143,26 @@ class LexicalModel:
         # liblinear releases the GIL, so threads fit the classes side by side without copying the features.
         fitted = Parallel(n_jobs=min(len(chosen), os.cpu_count() or 1) or 1, prefer="threads")(
             delayed(fit_masked_logistic)(x, labels[:, c], label_mask[:, c], self.C) for c in chosen)
-        self.weights = np.zeros((len(classes), x.shape[1]), np.float16)
-        self.bias = np.zeros(len(classes), np.float32)
-        self.active = np.zeros(len(classes), bool)
+        weights = np.zeros((len(classes), x.shape[1]), np.float16)
+        bias = np.zeros(len(classes), np.float32)
+        active = np.zeros(len(classes), bool)
         for c, model in zip(chosen, fitted):
             if isinstance(model, LogisticRegression):
-                self.weights[c] = model.coef_[0].astype(np.float16)
-                self.bias[c] = model.intercept_[0]
-                self.active[c] = True
+                weights[c] = model.coef_[0].astype(np.float16)
+                bias[c] = model.intercept_[0]
+                active[c] = True
             else:
                 log.warning("lexical view: class %d has one known label value in training; not fitted", c)
+        self._use_weights(weights, bias, active)
         log.info("lexical view: %d texts, %d buckets, %d classes fitted", x.shape[0], x.shape[1], int(self.active.sum()))
         return self
+
+    def _use_weights(self, weights: np.ndarray, bias: np.ndarray, active: np.ndarray) -> None:
+        """Keep the fitted (or loaded) weights, and the fitted classes' columns as float32 for scoring, converted
+        once here: per call of 32 posts the conversion cost a third of the view's time. The values are the float16
+        ones, so scores stay those training validated."""
+        self.weights, self.bias, self.active = weights, bias, active
+        self._columns = weights[active].T.astype(np.float32)  # (K, fitted classes)
 
     def logits(self, texts: Sequence[str | None]) -> np.ndarray:
         """(N, C) float32 logits; 0 for classes not fitted. An empty text gets each class's bias."""
@@ -162,12 +170,8 @@ class LexicalModel:
             raise RuntimeError("LexicalModel.logits called before fit or load")
         if not len(texts):
             return np.zeros((0, len(self.bias)), np.float32)
-        # The fitted classes' weights as float32 columns, converted once: per call of 32 posts the conversion cost
-        # a third of the view's time. The float16 values are kept, so scores stay those training validated.
-        if getattr(self, "_columns", None) is None or self._columns[0] is not self.weights:
-            self._columns = (self.weights, self.weights[self.active].T.astype(np.float32))
         out = np.zeros((len(texts), len(self.bias)), np.float32)
-        out[:, self.active] = np.asarray(self.features(texts) @ self._columns[1]) + self.bias[self.active]
+        out[:, self.active] = np.asarray(self.features(texts) @ self._columns) + self.bias[self.active]
         return out
 
     # -- files ---------------------------------------------------------------------------------------------------
@@ -197,7 +201,7 @@ class LexicalModel:
                     meta["normalize"] == "True")
         model.buckets = {"word": tensors["word_buckets"], "char": tensors["char_buckets"]}
         model.idf = {"word": tensors["word_idf"], "char": tensors["char_idf"]}
-        model.weights, model.bias, model.active = tensors["weights"], tensors["bias"], tensors["active"].astype(bool)
+        model._use_weights(tensors["weights"], tensors["bias"], tensors["active"].astype(bool))
         return model
 
 

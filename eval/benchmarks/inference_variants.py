@@ -180,8 +180,9 @@ def measure(args) -> dict:
     labels, mask = np.asarray(rows["labels"], np.float32), np.asarray(rows["label_mask"], bool)
     threads = torch.get_num_threads()
     encoder = TextEncoder(config.text_encoder)
-    model, meta = ModerationModel.load(runfiles.resolve_run_dir(None))
-    lexical = load_for_run(runfiles.resolve_run_dir(None), meta)
+    run_dir = runfiles.resolve_run_dir(None)
+    model, meta = ModerationModel.load(run_dir)
+    lexical = load_for_run(run_dir, meta)
     names = model.categories
     bs = config.text_encoder.batch_size
     with tempfile.TemporaryDirectory(prefix="bench-variants-") as tmp:
