@@ -210,6 +210,19 @@ def test_load_generator_against_the_real_app(multimodal_run, tmp_path):
     assert closed["mean_batch"] > 1 and harness.ROLES["Scorer"] in closed["cpu"]
 
 
+def test_serving_benchmark_settings_admit_all_the_work_it_offers(tmp_path):
+    """The serving benchmark measures batching and latency, not shedding: the ingress admits every request its
+    clients keep in flight (32 clients, 8 captioned image posts each), and no request is too costly to score."""
+    from eval.benchmarks import harness
+    from serve.settings import ServeSettings
+
+    settings, _ = harness.bench_settings(None, tmp_path, 8000, 32, 0.01, 32)
+    s = ServeSettings(**settings)
+    request = 8 * s.post_cost("caption " * 100, True)
+    assert s.ingress_admission_limit >= 32 * request
+    assert s.max_request_cost >= request and s.scorer_queue >= 32 * 8
+
+
 def test_serving_benchmark_needs_an_app_builder_and_never_names_serve_itself():
     """eval never imports serve: the builder comes from the CLI (the app `moderation serve` runs) or --app."""
     from eval.benchmarks import serving

@@ -50,8 +50,11 @@ def bench_settings(run_dir: str | None, queue_dir: Path, port: int, max_batch_si
     settings = {
         "run_dir": run_dir, "queue_url": f"sqlite:///{queue_dir / 'queue.db'}", "host": "127.0.0.1", "port": port,
         "random_review_rate": 0.0, "max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_s,
-        # Room for every client's request, so overload answers 503 only beyond what the benchmark offers.
+        # Room for every client's request, so overload answers 503 only beyond what the benchmark offers:
+        # the Scorer's queue, and the ingress's admission (capacity_posts_per_s x max_queue_s of work, under a
+        # second by default, which sheds at 32 closed-loop clients and at 4 captioned image posts).
         "max_ongoing_requests": max(64, max_concurrency), "max_queued_requests": 4 * max(64, max_concurrency),
+        "max_queue_s": 120.0,
         "request_deadline_s": 120.0,  # closed-loop latency is measured, not shed (serve sheds at 2 s by default)
         "use_gpu": "no", "api_keys": [{"name": "bench", "roles": ["submitter"], "key": key}],
     }
