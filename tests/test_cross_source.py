@@ -24,6 +24,22 @@ def test_any_harm_and_decision_rates_count_known_labels_only():
     assert rates == {"benign_flagged": 1.0, "benign_blocked": 0.0, "harmful_caught": 0.5, "harmful_blocked": 0.5}
 
 
+def test_benign_flags_are_broken_down_by_the_class_that_flags_them():
+    from moderation.policy import ClassThresholds, Thresholds
+
+    names = ["toxicity", "violence"]
+    thresholds = Thresholds(categories={"toxicity": ClassThresholds(review=0.5, block=0.9),
+                                        "violence": ClassThresholds(review=0.6, block=0.95)})
+    scores = np.array([[0.7, 0.1], [0.1, 0.8], [0.6, 0.7], [0.1, 0.1], [0.9, 0.9]])
+    labels = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [1, 0]], np.float32)
+    # The source labels toxicity only: violence is unknown on every row. The last row is harmful: not counted.
+    mask = np.array([[True, False]] * 5)
+    flags = cross_source.benign_flags_by_class(scores, labels, mask, names, thresholds)
+    assert flags["by_class"] == {"toxicity": 0.5, "violence": 0.5}
+    # Row 2 is flagged by violence alone, a class this source never annotates.
+    assert flags["by_labelled_class"] == 0.5
+
+
 def test_summary_takes_the_mean_and_names_the_worst_source():
     def fold(ap, flagged):
         rates = {"benign_flagged": flagged, "benign_blocked": 0.0, "harmful_caught": 0.9, "harmful_blocked": 0.1}
@@ -70,7 +86,13 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
             assert values == sorted(values), (key, values)
         # At the config's own target the trade is the deployed decision.
         assert trade[f"{summary['review_recall']:g}"] == result["cross_source_thresholds"]
+        flags = result["benign_flags"]
+        assert set(flags["by_class"]) == set(summary["summary"]["benign_flags"]["by_class"])
+        # A benign post flagged by a class its source labels is flagged: never more than the flagged share.
+        assert flags["by_labelled_class"] <= result["cross_source_thresholds"]["benign_flagged"] + 1e-9
+        assert max(flags["by_class"].values()) <= result["cross_source_thresholds"]["benign_flagged"] + 1e-9
     assert set(summary["summary"]["review_targets"]) == set(trade)
+    assert "by a class it labels" in body
     assert (tmp_path / "tiny" / "review_tradeoff.png").stat().st_size > 10_000
     assert "review recall target" in body
     assert summary["summary"]["any_harm_average_precision"]["worst"]["source"] in {"synthetic", "other"}
@@ -106,6 +128,7 @@ def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## On sources it never trained on (cross-source)" in card and "| other | 300 |" in card
     assert "block thresholds chosen on held-out sources" in card
+    assert "Benign posts flagged, by the class that flags them" in card and "| mean | " in card
     assert "## Choosing the review band" in card and "(cross_source/review_tradeoff.png)" in card
     assert (run / "cross_source" / "review_tradeoff.png").is_file()
     assert "### Against" not in card

@@ -17,6 +17,9 @@ selection criterion for model choices (encoder, fine-tuning, hard negatives, thr
   them (`eval.thresholds.block_off_domain`): for fold S, block thresholds chosen (same rule and targets) on
   the held-out predictions of every other fold, never S's own, so the estimate stays honest; review
   thresholds from S's fold's validation split;
+- which classes flag the benign posts at those thresholds (`benign_flags`): per class the share of benign posts
+  it flags, and the share flagged by a class the source labels; a class the source does not annotate may flag
+  posts that are harmful in a way nobody asked its annotators about;
 - the review band's trade off-domain: for each review recall target in `REVIEW_TARGETS`, review thresholds
   chosen at it on the fold's validation split, block thresholds as above, and the same decision rates
   (`review_targets`; a table per recipe and a picture, `review_tradeoff.png`, which a release copies beside
@@ -98,6 +101,22 @@ def decision_rates(actions: np.ndarray, harmful: np.ndarray, benign: np.ndarray)
 
     return {"benign_flagged": share(flagged, benign), "benign_blocked": share(blocked, benign),
             "harmful_caught": share(flagged, harmful), "harmful_blocked": share(blocked, harmful)}
+
+
+def benign_flags_by_class(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, names: list[str],
+                          thresholds) -> dict:
+    """Which classes send a source's benign posts to review or block: per class, the share of benign posts whose
+    score reaches that class's review threshold (a post two classes flag counts under both), and the share
+    flagged by a class the source labels (known and negative there, so a real false flag). The rest of the
+    benign posts flagged are flagged only by classes the source does not annotate: some of those may be harmful
+    in a way the source never asked its annotators about."""
+    _, benign = any_harm(labels, mask)
+    if not benign.any():
+        return {"by_class": {c: None for c in names}, "by_labelled_class": None}
+    review = np.array([thresholds[c].review for c in names])
+    over = np.asarray(scores)[benign] >= review
+    return {"by_class": {c: float(over[:, j].mean()) for j, c in enumerate(names)},
+            "by_labelled_class": float((over & mask[benign].astype(bool)).any(axis=1).mean())}
 
 
 def held_out_predictions(run_dir: Path, held_out: str):
@@ -254,6 +273,7 @@ def decide_off_domain(folds: dict, zero_shot: dict, results: dict, base, out: Pa
         harmful, benign = any_harm(p.labels, p.label_mask)
         actions = threshold_actions(names, p.fused, t)
         results[held_out]["cross_source_thresholds"] = decision_rates(actions, harmful, benign)
+        results[held_out]["benign_flags"] = benign_flags_by_class(p.fused, p.labels, p.label_mask, names, t)
         results[held_out]["review_targets"] = review_tradeoff(out / held_out, p, block, names, base,
                                                               zero_shot[held_out])
 
@@ -345,6 +365,11 @@ def summarise(results: dict) -> dict:
             target: {k: mean(values(lambda r, t=target, k=k: r["review_targets"][t][k]))
                      for k in ("benign_flagged", "benign_blocked", "harmful_caught")}
             for target in targets}
+    if all("benign_flags" in r for r in results.values()):
+        names = list(next(iter(results.values()))["benign_flags"]["by_class"])
+        out["benign_flags"] = {
+            "by_class": {c: mean(values(lambda r, c=c: r["benign_flags"]["by_class"][c])) for c in names},
+            "by_labelled_class": mean(values(lambda r: r["benign_flags"]["by_labelled_class"]))}
     for where in ("deployed", "cross_source_thresholds"):
         if not all(where in r for r in results.values()):
             continue
@@ -416,6 +441,7 @@ def report(summaries: list[dict], names: list[str]) -> str:
                         common.pct(r["probe"]["flagged"]), ", ".join(r["zero_shot"]) or "—"]
                        for src, r in s["sources"].items()]), "",
                   *review_tradeoff_table(s["summary"], s.get("review_recall")),
+                  *benign_flags_table(s, names),
                   *seed_table(s.get("train_seeds")),
                   "Per class PR-AUC on the held-out source (support, positives):", "",
                   common.md_table(["held-out source", *names],
@@ -440,6 +466,24 @@ def seed_table(seeds: dict | None) -> list[str]:
             "cross-source block thresholds: what chance alone moves.", "",
             common.md_table(["train.seed", "mean PR-AUC", "any-harm PR-AUC", "benign flagged", "benign blocked",
                              "harmful caught", "harmless probe flagged"], rows), ""]
+
+
+def benign_flags_table(summary: dict, names: list[str]) -> list[str]:
+    """Markdown lines: per held-out source, the share of its benign posts each class flags (cross-source block
+    thresholds), and the share flagged by a class the source labels."""
+    if "benign_flags" not in summary["summary"]:
+        return []  # measured before the breakdown existed
+
+    def row(source, flags):
+        return [source, common.pct(flags["by_labelled_class"]), *[common.pct(flags["by_class"][c]) for c in names]]
+
+    rows = [row(src, r["benign_flags"]) for src, r in summary["sources"].items()]
+    rows.append(row("mean", summary["summary"]["benign_flags"]))
+    return ["Benign posts flagged, by the class that flags them (cross-source block thresholds; a post two classes "
+            "flag counts under both). *By a class it labels*: flagged by a class the source annotates, so a false "
+            "flag for certain; the rest of its flagged benign posts are flagged only by classes the source never "
+            "asked about.", "",
+            common.md_table(["held-out source", "by a class it labels", *names], rows), ""]
 
 
 def review_tradeoff_table(summary: dict, deployed: float | None = None) -> list[str]:
