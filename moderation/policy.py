@@ -203,10 +203,19 @@ def threshold_actions(categories: list[str], scores: np.ndarray, thresholds: Thr
     thresholds.check_covers(categories)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1, len(categories))
     block = np.array([thresholds[c].block if thresholds[c].may_block else np.inf for c in categories])
-    review = np.array([thresholds[c].review for c in categories])
     blocked = (scores >= block).any(axis=1)
-    reviewed = ~blocked & (scores >= review).any(axis=1)
+    reviewed = ~blocked & flagging_classes(categories, scores, thresholds).any(axis=1)
     return np.where(blocked, Action.BLOCK.value, np.where(reviewed, Action.REVIEW.value, Action.ALLOW.value))
+
+
+def flagging_classes(categories: list[str], scores: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """(N, C) fused scores -> (N, C) bool: which classes flag each post (send it to review or block it). A class
+    flags at its review threshold; its block threshold is never below that, so blocking needs no second test."""
+    import numpy as np
+
+    thresholds.check_covers(categories)
+    review = np.array([thresholds[c].review for c in categories])
+    return np.asarray(scores, dtype=np.float64).reshape(-1, len(categories)) >= review
 
 
 def suggested_labels(scores: dict[str, float], thresholds: Thresholds) -> dict[str, int]:

@@ -34,7 +34,8 @@ def test_benign_flags_are_broken_down_by_the_class_that_flags_them():
     labels = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [1, 0]], np.float32)
     # The source labels toxicity only: violence is unknown on every row. The last row is harmful: not counted.
     mask = np.array([[True, False]] * 5)
-    flags = cross_source.benign_flags_by_class(scores, labels, mask, names, thresholds)
+    _, benign = cross_source.any_harm(labels, mask)
+    flags = cross_source.benign_flags_by_class(scores, mask, benign, names, thresholds)
     assert flags["by_class"] == {"toxicity": 0.5, "violence": 0.5}
     # Row 2 is flagged by violence alone, a class this source never annotates.
     assert flags["by_labelled_class"] == 0.5

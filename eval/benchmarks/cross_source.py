@@ -103,18 +103,18 @@ def decision_rates(actions: np.ndarray, harmful: np.ndarray, benign: np.ndarray)
             "harmful_caught": share(flagged, harmful), "harmful_blocked": share(blocked, harmful)}
 
 
-def benign_flags_by_class(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, names: list[str],
+def benign_flags_by_class(scores: np.ndarray, mask: np.ndarray, benign: np.ndarray, names: list[str],
                           thresholds) -> dict:
     """Which classes send a source's benign posts to review or block: per class, the share of benign posts whose
     score reaches that class's review threshold (a post two classes flag counts under both), and the share
     flagged by a class the source labels (known and negative there, so a real false flag). The rest of the
     benign posts flagged are flagged only by classes the source does not annotate: some of those may be harmful
     in a way the source never asked its annotators about."""
-    _, benign = any_harm(labels, mask)
+    from moderation.policy import flagging_classes
+
     if not benign.any():
         return {"by_class": {c: None for c in names}, "by_labelled_class": None}
-    review = np.array([thresholds[c].review for c in names])
-    over = np.asarray(scores)[benign] >= review
+    over = flagging_classes(names, np.asarray(scores)[benign], thresholds)
     return {"by_class": {c: float(over[:, j].mean()) for j, c in enumerate(names)},
             "by_labelled_class": float((over & mask[benign].astype(bool)).any(axis=1).mean())}
 
@@ -273,7 +273,7 @@ def decide_off_domain(folds: dict, zero_shot: dict, results: dict, base, out: Pa
         harmful, benign = any_harm(p.labels, p.label_mask)
         actions = threshold_actions(names, p.fused, t)
         results[held_out]["cross_source_thresholds"] = decision_rates(actions, harmful, benign)
-        results[held_out]["benign_flags"] = benign_flags_by_class(p.fused, p.labels, p.label_mask, names, t)
+        results[held_out]["benign_flags"] = benign_flags_by_class(p.fused, p.label_mask, benign, names, t)
         results[held_out]["review_targets"] = review_tradeoff(out / held_out, p, block, names, base,
                                                               zero_shot[held_out])
 
