@@ -22,35 +22,47 @@ def evasion_table(scores_clean, scores_perturbed, labels, mask, categories: Sequ
 
     Both score arrays are (N, C) for the same rows in the same order. `drop` is clean minus perturbed
     (positive = evasion hurts); `None` where average precision is undefined (no known positive or negative).
+    Where the drop comes from: `drop_harmful` is the drop when only the class's positives are scored as
+    rewritten (harm words lost: the normaliser's reading misses what evaders hide), `drop_benign` when only its
+    negatives are (harm read into benign posts: a reading that puts a harm word in). The two need not add up to
+    `drop`, since a ranking mixes both, but say which side a fix has to work on.
     A final "mean" entry averages over the categories where the drop is defined.
 
-    >>> t = evasion_table([[0.9], [0.1]], [[0.4], [0.6]], [[1], [0]], [[True], [True]], ["hate"])
+    >>> t = evasion_table([[0.9], [0.5], [0.1]], [[0.4], [0.5], [0.1]], [[1], [0], [0]], [[True]] * 3, ["hate"])
     >>> t["hate"]["average_precision_clean"], t["hate"]["average_precision_perturbed"], t["hate"]["drop"]
     (1.0, 0.5, 0.5)
+    >>> t["hate"]["drop_harmful"], t["hate"]["drop_benign"]  # the harmful post lost its score; no benign one rose
+    (0.5, 0.0)
     """
     scores_clean, scores_perturbed = np.asarray(scores_clean), np.asarray(scores_perturbed)
     if scores_clean.shape != scores_perturbed.shape:
         raise ValueError(f"clean and perturbed scores must share one shape, got {scores_clean.shape} "
                          f"and {scores_perturbed.shape}")
+    positive = np.asarray(labels) > 0.5
     clean = per_class_metrics(labels, mask, scores_clean, categories)
     perturbed = per_class_metrics(labels, mask, scores_perturbed, categories)
+    # Each side rewritten alone (the other as written); the mask keeps unknown labels out as before.
+    harmful_only = per_class_metrics(labels, mask, np.where(positive, scores_perturbed, scores_clean), categories)
+    benign_only = per_class_metrics(labels, mask, np.where(positive, scores_clean, scores_perturbed), categories)
     table: dict[str, dict] = {}
     for cat in categories:
         before, after = clean[cat]["average_precision"], perturbed[cat]["average_precision"]
+        defined = before is not None and after is not None
         table[cat] = {
             "support": clean[cat]["support"],
             "positives": clean[cat]["positives"],
             "average_precision_clean": before,
             "average_precision_perturbed": after,
-            "drop": None if before is None or after is None else before - after,
+            "drop": before - after if defined else None,
+            "drop_harmful": before - harmful_only[cat]["average_precision"] if defined else None,
+            "drop_benign": before - benign_only[cat]["average_precision"] if defined else None,
         }
     defined = [row for row in table.values() if row["drop"] is not None]
     table["mean"] = {
         "support": None,
         "positives": None,
-        "average_precision_clean": _mean(r["average_precision_clean"] for r in defined),
-        "average_precision_perturbed": _mean(r["average_precision_perturbed"] for r in defined),
-        "drop": _mean(r["drop"] for r in defined),
+        **{key: _mean(r[key] for r in defined) for key in ("average_precision_clean", "average_precision_perturbed",
+                                                             "drop", "drop_harmful", "drop_benign")},
     }
     return table
 
@@ -86,6 +98,16 @@ KINDS_NOTE = ("Kinds leet, homoglyph, zero_width, spaced, punctuated and mixed (
               "from all seven.")
 
 
+# The kinds whose per-class tables BENCHMARKS.md and the model card show, with what each stands for.
+PER_CLASS_KINDS = {"mixed": "rewrites the normaliser reads back",
+                   "masked": "masked words alone, read back only where a word fits",
+                   "wild": "rewrites it does not read back exactly"}
+
+SIDES_NOTE = ("In the per-class tables the last two columns rewrite one side only, the other scored as written: a drop "
+              "the harmful side carries is harm words the normaliser does not read back; one the benign side carries "
+              "is harm read into benign posts.")
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -96,11 +118,16 @@ def format_evasion_table(table: dict[str, dict]) -> str:
     def cell(value, digits=3):
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    lines = ["| class | support | positives | PR-AUC clean | PR-AUC perturbed | drop |", "|---|---|---|---|---|---|"]
+    # Tables kept in runs measured before the split by side existed have no drop_harmful / drop_benign.
+    sides = all("drop_harmful" in row for row in table.values())
+    lines = ["| class | support | positives | PR-AUC clean | PR-AUC perturbed | drop |"
+             + (" drop, harmful posts rewritten only | drop, benign posts rewritten only |" if sides else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if sides else "")]
     for cat, row in table.items():
         lines.append(f"| {cat} | {cell(row['support'])} | {cell(row['positives'])} | "
                      f"{cell(row['average_precision_clean'])} | {cell(row['average_precision_perturbed'])} | "
-                     f"{cell(row['drop'])} |")
+                     f"{cell(row['drop'])} |"
+                     + (f" {cell(row['drop_harmful'])} | {cell(row['drop_benign'])} |" if sides else ""))
     return "\n".join(lines)
 
 
@@ -128,5 +155,5 @@ def format_settings_table(settings: dict[str, dict], deployed: str | None = None
     return "\n".join(lines)
 
 
-__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table",
+__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "PER_CLASS_KINDS", "SIDES_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table",
            "format_evasion_table", "format_settings_table", "perturb", "perturb_rows"]

@@ -296,14 +296,14 @@ def _evasion(measured: Mapping | None) -> list[str]:
     """PR-AUC lost when words are rewritten the way evaders write them (`moderation bench evasion`)."""
     if not measured:
         return []
-    from eval.evasion import KINDS_NOTE, format_evasion_table, format_settings_table
+    from eval.evasion import KINDS_NOTE, PER_CLASS_KINDS, SIDES_NOTE, format_evasion_table, format_settings_table
 
     lines = ["## Evasion (rewritten words)", "",
              f"`moderation bench evasion`: {measured['rows']} test posts, every post rewritten (half its words) by each "
-             f"kind; drop = PR-AUC clean minus rewritten, mean over classes. {KINDS_NOTE}", "",
+             f"kind; drop = PR-AUC clean minus rewritten, mean over classes. {KINDS_NOTE} {SIDES_NOTE}", "",
              format_settings_table(measured["settings"], measured.get("deployed"))]
     deployed = measured["settings"].get(measured.get("deployed")) or {}
-    for kind in ("mixed", "wild"):
+    for kind in PER_CLASS_KINDS:
         if kind in deployed:
             lines += ["", f"Per class, {kind} rewrites, as deployed:", "", format_evasion_table(deployed[kind])]
     return [*lines, ""]

@@ -136,6 +136,33 @@ def test_evasion_table_matches_sklearn_and_respects_the_mask():
     assert markdown.count("\n") == 4 and "| violence | 50 |" in markdown
 
 
+def test_evasion_table_says_which_side_the_drop_comes_from():
+    labels = np.array([[1], [1], [0], [0], [0]])
+    mask = np.ones_like(labels, dtype=bool)
+    clean = np.array([[0.9], [0.8], [0.5], [0.2], [0.1]])
+    lost = clean.copy()
+    lost[1] = 0.3  # a harmful post whose harm word the rewrite hid
+    gained = clean.copy()
+    gained[3] = 0.95  # a benign post a reading put a harm word into
+    hid = evasion_table(clean, lost, labels, mask, ["hate"])["hate"]
+    assert hid["drop"] > 0 and hid["drop_harmful"] == pytest.approx(hid["drop"]) and hid["drop_benign"] == 0
+    put_in = evasion_table(clean, gained, labels, mask, ["hate"])["hate"]
+    assert put_in["drop"] > 0 and put_in["drop_benign"] == pytest.approx(put_in["drop"]) and put_in["drop_harmful"] == 0
+    # A label the row does not have is masked out of both sides, as from the drop itself.
+    unknown = mask.copy()
+    unknown[3] = False
+    assert evasion_table(clean, gained, labels, unknown, ["hate"])["hate"]["drop_benign"] == 0
+    markdown = format_evasion_table(evasion_table(clean, lost, labels, mask, ["hate"]))
+    assert "harmful posts rewritten only" in markdown and "| hate | 5 | 2 | 1.000 |" in markdown
+
+
+def test_evasion_tables_kept_before_the_sides_existed_still_render():
+    old = {"hate": {"support": 5, "positives": 2, "average_precision_clean": 1.0,
+                    "average_precision_perturbed": 0.9, "drop": 0.1}}
+    markdown = format_evasion_table(old)
+    assert "rewritten only" not in markdown and "| hate | 5 | 2 | 1.000 | 0.900 | 0.100 |" in markdown
+
+
 def test_evasion_table_undefined_class_and_shape_mismatch():
     table = evasion_table([[0.2], [0.3]], [[0.2], [0.1]], [[0], [0]], [[True], [True]], ["sexual"])
     assert table["sexual"]["drop"] is None and table["mean"]["drop"] is None
@@ -183,6 +210,8 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     body = bench.report(m, args)
     assert "| normaliser at inference |" in body and "drop: spaced" in body
     assert "as trained (no normaliser) (as the run deploys it)" in body
+    assert [kind for kind in ("mixed", "masked", "wild") if f"Per class, {kind} (" in body] == ["mixed", "masked", "wild"]
+    assert body.count("| drop, harmful posts rewritten only | drop, benign posts rewritten only |") == 3
 
     # Kept with the run, it reaches the model card on the next evaluation, for this model only.
     from eval.evaluate import evaluate_run
@@ -192,6 +221,7 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     evaluate_run(run, progress=False)
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## Evasion (rewritten words)" in card and "| as trained (no normaliser) (deployed) |" in card
+    assert "Per class, masked rewrites, as deployed:" in card and "benign posts rewritten only" in card
     stale = {**m, "version": "some-older-model"}
     runfiles.write_json(run / runfiles.EVASION, stale)
     evaluate_run(run, progress=False)

@@ -85,13 +85,14 @@ def measure(args) -> dict:
 
 
 def report(m: dict, args) -> str:
-    from eval.evasion import KINDS_NOTE, format_evasion_table, format_settings_table
+    from eval.evasion import KINDS_NOTE, PER_CLASS_KINDS, SIDES_NOTE, format_evasion_table, format_settings_table
 
     settings = m["settings"][m["deployed"]]
     lines = [f"Model `{m['version']}`, its test split ({m['rows']} text posts, seeded sample), every post rewritten "
              "(half its words) by each kind. Drop = PR-AUC clean minus perturbed, mean over classes with labels; "
-             f"target at most 0.01 per class. {KINDS_NOTE}", "", format_settings_table(m["settings"], m["deployed"]), ""]
-    for kind, what in (("mixed", "rewrites the normaliser reads back"), ("wild", "rewrites it does not read back exactly")):
+             f"target at most 0.01 per class. {KINDS_NOTE} {SIDES_NOTE}", "",
+             format_settings_table(m["settings"], m["deployed"]), ""]
+    for kind, what in PER_CLASS_KINDS.items():
         if kind not in settings:  # measured before the kind existed
             continue
         met = all(r["drop"] is None or r["drop"] <= 0.01 for r in settings[kind].values())
