@@ -20,6 +20,17 @@ def test_the_lexicon_decides_before_the_commonest_word():
     assert read_masked_word("b*d", lexicon=(("bed", 5.0), ("bid", 9.0))) == "bid"
 
 
+def test_an_ordinary_word_far_commoner_than_the_harm_word_that_fits_wins():
+    # "that" is over 10,000 times as common as "thet": a masked vowel there means "that", whatever the lexicon says.
+    assert read_masked_word("th*t", lexicon=(("thet", 5.0),)) == "that"
+    assert read_masked_word("th*t") == "that"  # the shipped lexicon holds a rare insult that fits
+    # Within HARM_WORD_ODDS the lexicon still decides: "bad" is commoner than "bed", not a hundred times.
+    assert read_masked_word("b*d", lexicon=(("bed", 5.0),)) == "bed"
+    # Only where the ordinary reading would be taken at all: with most letters hidden, the lexicon's word stays.
+    assert read_masked_word("id***", lexicon=(("idiot", 5.0),)) == "idiot"
+    assert read_masked_word("id***", lexicon=()) == "id***"
+
+
 def test_the_shipped_lexicon_reads_insults_back_where_the_commonest_word_would_not():
     for masked, meant, commonest in [("h*ll", "hell", "hill"), ("l*ser", "loser", "laser"), ("sl*p", "slap", "slip")]:
         assert read_masked_word(masked, lexicon=()) == commonest

@@ -6,7 +6,12 @@ catch. So, for a word with mask symbols (`* # %`; `@ $ !` are leet, folded befor
 1. every English word that fits the pattern (`wordsegment`'s vocabulary: same length, the visible letters in
    place) is a candidate, and so is the spelling without its symbols, where they were put between the letters
    of a word instead of over them ("l*oser");
-2. if a candidate is in the *harm lexicon*, the one with the highest lexicon score is read;
+2. if a candidate is in the *harm lexicon*, the one with the highest lexicon score is read, unless an ordinary
+   word that fits is over `HARM_WORD_ODDS` times as common and step 3 would read it ("th*t" is "that", not
+   a rare insult that fits it). The insults evaders mask have ordinary rivals a few times as common at most
+   ("hill" for "h*ll", "laser" for "l*ser") and are still read as the insult: of the shipped lexicon's words
+   with one inner letter masked (664 spellings), three read otherwise than without the rule, "th*t", "t*o"
+   and "ho*e" (now "that", "two", "home");
 3. otherwise the commonest candidate is read when at least twice as many letters are visible as hidden and at
    least three are ("pl*ase", "pl*as*d" -> "please", "pleased"), or when a three-letter spelling hides one
    letter and fits a common word ("t*e" -> "the", not "x*y" -> "xxy"); with more hidden, many words fit and the
@@ -50,6 +55,10 @@ log = logging.getLogger(__name__)
 LEXICON_PATH = Path(__file__).with_name("masked_words.json")
 MASK_SYMBOLS = "*#%"
 SALT = "moderation-masked-words-v1:"
+# How much likelier a harm word is to be masked than an ordinary word: evaders mask the words a list would
+# catch, so a harm word that fits wins over commoner ordinary words, but not over one this many times as common.
+# Without this, every "th*t" read as a rare insult that fits it, in benign posts too.
+HARM_WORD_ODDS = 100.0
 # A common word in wordsegment's web counts (about the 6,000 commonest): "the", "you", "was", not "xxy" or "afb".
 COMMON_WORD_COUNT = 1e7
 
@@ -127,11 +136,14 @@ def read_masked_word(masked: str, lexicon: tuple[tuple[str, float], ...] | None 
     shown = len(masked) - hidden
     counts = english_words().UNIGRAMS
     commonest = max(fits, key=lambda w: counts.get(w, 0.0)) if fits else None
+    readable = commonest is not None and (
+        (shown >= 3 and shown >= 2 * hidden)
+        or (shown == 2 and hidden == 1 and counts.get(commonest, 0.0) >= COMMON_WORD_COUNT))
     if harmful:
         word = max(harmful, key=lambda w: (harm[w], counts.get(w, 0.0)))
-    elif commonest and shown >= 3 and shown >= 2 * hidden:
-        word = commonest
-    elif commonest and shown == 2 and hidden == 1 and counts.get(commonest, 0.0) >= COMMON_WORD_COUNT:
+        if readable and commonest not in harm and counts.get(commonest, 0.0) > HARM_WORD_ODDS * counts.get(word, 0.0):
+            word = commonest
+    elif readable:
         word = commonest
     else:
         return masked

@@ -69,8 +69,9 @@ from moderation.encoders.words import english_words
 # Bumped whenever a rule changes what normalize_text writes: the text encoder's embedding-cache identity
 # includes it (and the masked-word lexicon's digest, `identity()`), so texts cached under an older rule are
 # embedded again. 2: punctuated letters, mask symbols; 3: stretched words read back; 4: masked words read back;
-# 5: a harm word with a symbol put between its letters ("st*upid") read back too.
-VERSION = 5
+# 5: a harm word with a symbol put between its letters ("st*upid") read back too; 6: an ordinary word over
+# a hundred times as common as the harm word that fits a mask is read instead ("th*t").
+VERSION = 6
 
 # Zero-width (non-)joiners: kept between non-Latin characters, where they are orthography or emoji glue.
 _JOINERS = {"\u200c", "\u200d"}
