@@ -47,15 +47,15 @@ def evasion_table(scores_clean, scores_perturbed, labels, mask, categories: Sequ
     table: dict[str, dict] = {}
     for cat in categories:
         before, after = clean[cat]["average_precision"], perturbed[cat]["average_precision"]
-        defined = before is not None and after is not None
+        measurable = before is not None and after is not None
         table[cat] = {
             "support": clean[cat]["support"],
             "positives": clean[cat]["positives"],
             "average_precision_clean": before,
             "average_precision_perturbed": after,
-            "drop": before - after if defined else None,
-            "drop_harmful": before - harmful_only[cat]["average_precision"] if defined else None,
-            "drop_benign": before - benign_only[cat]["average_precision"] if defined else None,
+            "drop": before - after if measurable else None,
+            "drop_harmful": before - harmful_only[cat]["average_precision"] if measurable else None,
+            "drop_benign": before - benign_only[cat]["average_precision"] if measurable else None,
         }
     defined = [row for row in table.values() if row["drop"] is not None]
     table["mean"] = {
@@ -155,5 +155,5 @@ def format_settings_table(settings: dict[str, dict], deployed: str | None = None
     return "\n".join(lines)
 
 
-__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "PER_CLASS_KINDS", "SIDES_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark", "evasion_table",
-           "format_evasion_table", "format_settings_table", "perturb", "perturb_rows"]
+__all__ = ["EXACT", "KINDS", "KINDS_NOTE", "PER_CLASS_KINDS", "SIDES_NOTE", "WILD", "ZERO_WIDTH", "evasion_benchmark",
+           "evasion_table", "format_evasion_table", "format_settings_table", "perturb", "perturb_rows"]

@@ -210,7 +210,8 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     body = bench.report(m, args)
     assert "| normaliser at inference |" in body and "drop: spaced" in body
     assert "as trained (no normaliser) (as the run deploys it)" in body
-    assert [kind for kind in ("mixed", "masked", "wild") if f"Per class, {kind} (" in body] == ["mixed", "masked", "wild"]
+    shown = [kind for kind in ("mixed", "masked", "wild") if f"Per class, {kind} (" in body]
+    assert shown == ["mixed", "masked", "wild"]
     assert body.count("| drop, harmful posts rewritten only | drop, benign posts rewritten only |") == 3
 
     # Kept with the run, it reaches the model card on the next evaluation, for this model only.
