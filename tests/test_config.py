@@ -92,3 +92,16 @@ def test_min_block_sources_needs_the_false_block_bound():
         ThresholdConfig(max_false_block_rate=None, min_block_sources=2)
     with pytest.raises(ValueError):
         ThresholdConfig(min_block_sources=0)
+
+
+def test_research_more_text_config_is_the_default_recipe_plus_extra_training_sets():
+    """configs/research_more_text.yaml measures what more (not permissively licensed) training data gives on the
+    default's held-out sources, so everything else must stay the default's: its recipe, datasets and label maps."""
+    folder = CONFIGS[0].parent
+    default = load_config(folder / "default.yaml").model_dump(mode="json")
+    research = load_config(folder / "research_more_text.yaml").model_dump(mode="json")
+    extra = set(research["datasets"]) - set(default["datasets"])
+    assert extra == {"ethos", "gab_hate_corpus", "hatexplain_mbib", "exist2021_sexism_en"}
+    assert all(research["datasets"].pop(name)["use"] == "train_only" for name in extra), "extra sets never held out"
+    assert research.pop("run")["permissive_only"] is False and default.pop("run")["permissive_only"] is True
+    assert research == default, "keep configs/research_more_text.yaml in step with configs/default.yaml"
