@@ -8,7 +8,8 @@ import yaml
 from moderation.config import ConfigError, apply_override, config_from_dict, dump_config, load_config
 from tests.synthetic import category_config
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
 def minimal(**extra) -> dict:
@@ -96,12 +97,16 @@ def test_min_block_sources_needs_the_false_block_bound():
 
 def test_research_more_text_config_is_the_default_recipe_plus_extra_training_sets():
     """configs/research_more_text.yaml measures what more (not permissively licensed) training data gives on the
-    default's held-out sources, so everything else must stay the default's: its recipe, datasets and label maps."""
-    folder = CONFIGS[0].parent
-    default = load_config(folder / "default.yaml").model_dump(mode="json")
-    research = load_config(folder / "research_more_text.yaml").model_dump(mode="json")
+    default's held-out sources, so everything else must stay the default's: its recipe, datasets and label maps.
+    The extra sets' label maps are configs/all_datasets.yaml's, which tests/test_sources.py checks against the data."""
+    default = load_config(CONFIG_DIR / "default.yaml").model_dump(mode="json")
+    research = load_config(CONFIG_DIR / "research_more_text.yaml").model_dump(mode="json")
+    all_datasets = load_config(CONFIG_DIR / "all_datasets.yaml").model_dump(mode="json")["datasets"]
     extra = set(research["datasets"]) - set(default["datasets"])
     assert extra == {"ethos", "gab_hate_corpus", "hatexplain_mbib", "exist2021_sexism_en"}
-    assert all(research["datasets"].pop(name)["use"] == "train_only" for name in extra), "extra sets never held out"
+    for name in extra:
+        dataset = research["datasets"].pop(name)
+        assert dataset.pop("use") == "train_only", f"{name}: an extra set trains only, never held out"
+        assert dataset == {k: v for k, v in all_datasets[name].items() if k != "use"}, f"{name}: as in all_datasets.yaml"
     assert research.pop("run")["permissive_only"] is False and default.pop("run")["permissive_only"] is True
     assert research == default, "keep configs/research_more_text.yaml in step with configs/default.yaml"
