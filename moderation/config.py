@@ -132,6 +132,10 @@ class TextEncoderConfig(Strict):
     # characters, leetspeak, spaced letters). Off unless a config asks (configs/default.yaml does): a run
     # trained on raw text must be served on raw text, and the embedding cache is keyed by this setting.
     normalize: bool = False
+    # Take platform markup out before tokenising (moderation.encoders.markup: @mentions, retweet markers, links
+    # and the placeholders datasets write for them): each source writes them its own way, a fingerprint of
+    # the source rather than of what a post says. Applies to the lexical view too; keyed in the embedding cache.
+    platform_markup: Literal["keep", "strip"] = "keep"
 
 
 class ImageEncoderConfig(Strict):

@@ -10,7 +10,8 @@ alike; this module turns texts into per-class logits.
 No vocabulary is stored: n-grams are hashed into a fixed number of buckets (scikit-learn's HashingVectorizer),
 so a run directory holds numbers per bucket (idf and weights), never a word list taken from training text, some
 of which is abusive. Texts go through the evasion normaliser first when the config asks for it, as the text
-encoder's do, so l33t and look-alike rewrites meet the n-grams they were trained on.
+encoder's do (`moderation.encoders.prepare`, platform markup out too where the config says so), so l33t and
+look-alike rewrites meet the n-grams they were trained on.
 
 Each regression is fitted only on the rows where its class's label is known (an unlabelled row is never taught
 as a negative), class-balanced, with liblinear's dual solver (fast on sparse text with many features).
@@ -66,9 +67,10 @@ class LexicalModel:
     """
 
     def __init__(self, word_features: int = 100_000, char_features: int = 200_000, min_df: int = 2, C: float = 1.0,
-                 normalize: bool = True):
+                 normalize: bool = True, strip_markup: bool = False):
         self.max_features = {"word": int(word_features), "char": int(char_features)}
         self.min_df, self.C, self.normalize = int(min_df), float(C), bool(normalize)
+        self.strip_markup = bool(strip_markup)
         self.buckets: dict[str, np.ndarray] = {}  # analyzer -> (K,) sorted uint32 bucket ids kept as features
         self.idf: dict[str, np.ndarray] = {}  # analyzer -> (K,) float16
         self.weights: np.ndarray | None = None  # (C, K_word + K_char) float16, set by fit or load
@@ -85,12 +87,9 @@ class LexicalModel:
                 "char": HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), **common)}
 
     def _prepared(self, texts: Sequence[str | None]) -> list[str]:
-        texts = ["" if t is None else str(t).strip() for t in texts]
-        if self.normalize:
-            from moderation.encoders.normalize import normalize_text
+        from moderation.encoders.prepare import model_texts
 
-            texts = [normalize_text(t) if t else t for t in texts]
-        return texts
+        return model_texts(["" if t is None else str(t).strip() for t in texts], self.normalize, self.strip_markup)
 
     def _choose_buckets(self, name: str, counts: sp.csr_matrix) -> None:
         """Keep the buckets in at least `min_df` texts, the `max_features` most frequent of them (as
@@ -181,7 +180,8 @@ class LexicalModel:
         tensors = {"word_buckets": self.buckets["word"], "char_buckets": self.buckets["char"],
                    "word_idf": self.idf["word"], "char_idf": self.idf["char"], "weights": self.weights,
                    "bias": self.bias, "active": self.active.astype(np.uint8)}
-        meta = {"format": str(FORMAT), "min_df": str(self.min_df), "C": repr(self.C), "normalize": str(self.normalize)}
+        meta = {"format": str(FORMAT), "min_df": str(self.min_df), "C": repr(self.C), "normalize": str(self.normalize),
+                "strip_markup": str(self.strip_markup)}
         save_file(tensors, str(path), metadata=meta)
 
     @classmethod
@@ -198,7 +198,7 @@ class LexicalModel:
                              "retrain the run")
         tensors = load_file(str(path))
         model = cls(len(tensors["word_buckets"]), len(tensors["char_buckets"]), int(meta["min_df"]), float(meta["C"]),
-                    meta["normalize"] == "True")
+                    meta["normalize"] == "True", meta.get("strip_markup") == "True")  # absent: written before it
         model.buckets = {"word": tensors["word_buckets"], "char": tensors["char_buckets"]}
         model.idf = {"word": tensors["word_idf"], "char": tensors["char_idf"]}
         model._use_weights(tensors["weights"], tensors["bias"], tensors["active"].astype(bool))

@@ -23,8 +23,9 @@ import torch
 
 from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
+from moderation.encoders.markup import VERSION as markup_version
+from moderation.encoders.prepare import model_texts
 from moderation.encoders.normalize import identity as normalizer_identity
-from moderation.encoders.normalize import normalize_text
 from moderation.encoders.normalize import prepare as prepare_normalizer
 from moderation.encoders.packaged import MINILM, resolve_model_path
 
@@ -169,6 +170,8 @@ class TextEncoder(torch.nn.Module):
         # Normalised texts embed differently; appended only when on, so existing caches keep their keys.
         if c.normalize:
             raw += f"|normalize-v{normalizer_identity()}"
+        if c.platform_markup == "strip":
+            raw += f"|markup-strip-v{markup_version}"
         if self.adapter:  # the same base with another adapter embeds differently
             raw += f"|adapter:{self.adapter}"
         return "text-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
@@ -181,10 +184,8 @@ class TextEncoder(torch.nn.Module):
 
     def windows(self, texts: list[str]) -> Windows:
         stride = min(self.cfg.window_stride, self.max_length // 2)
-        texts = [t or "" for t in texts]
-        if self.cfg.normalize:
-            # Here, not in the callers: frozen encoding and fine-tuning both tokenise through this method.
-            texts = [normalize_text(t) for t in texts]
+        # Here, not in the callers: frozen encoding and fine-tuning both tokenise through this method.
+        texts = model_texts(texts, self.cfg.normalize, self.cfg.platform_markup == "strip")
         enc = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, stride=stride,
             return_overflowing_tokens=True, padding=False,
