@@ -12,6 +12,17 @@ from moderation.config import Config
 from moderation.policy import Thresholds
 
 
+
+def _text_preparation(text_encoder) -> str:
+    """What the encoders read of a post's text (`moderation.encoders.prepare`), in words."""
+    steps = []
+    if text_encoder.platform_markup == "strip":
+        steps.append("platform markup taken out (@mentions, retweet markers, links)")
+    if text_encoder.normalize:
+        steps.append("evasion rewrites undone (the normaliser)")
+    return "text read with " + " and ".join(steps) if steps else "text read as written"
+
+
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -37,7 +48,8 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "",
         f"- Text encoder: `{config.text_encoder.model}` ({config.text_encoder.finetune}, "
         f"`{config.text_encoder.pooling}` pooling), "
-        f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post",
+        f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post; "
+        f"{_text_preparation(config.text_encoder)}",
         f"- Image encoder: `{config.image_encoder.kind}`" + (f" `{config.image_encoder.model}`" if config.image_encoder.model else ""),
         f"- Fusion: `{config.head.fusion}`"
         + (f", the mean of {config.head.members} heads trained apart from different seeds" if config.head.members > 1

@@ -7,11 +7,11 @@ and records for each class the targets, whether they were met and the precision/
 
 The rule, per class, on the known labels of that class only:
 
-- `block` is the lowest threshold whose precision >= `block_precision`: of all thresholds that meet the
-  precision target, the one that blocks the most harmful items. When no threshold reaches the target,
-  the fallback is the threshold with the best precision among those that predict at least
-  `min_predicted_positive` items (a threshold that catches one item is 100% precise by luck), ties going
-  to the lower threshold; the entry then says `"block_target_met": False`.
+- `block` is the lowest threshold whose precision >= `block_precision` among those that predict at least
+  `min_predicted_positive` items (a threshold that catches one item is 100% precise by luck): of all
+  thresholds that meet the precision target, the one that blocks the most harmful items. When none does,
+  the fallback is the threshold with the best precision among those same thresholds, ties going to the
+  lower threshold; the entry then says `"block_target_met": False`.
 - `review` is the highest threshold whose recall >= `review_recall`: the smallest review queue that still
   catches the target share of harmful items. Recall only falls as the threshold rises, so one exists.
 - `review` is clipped to `block` when it would lie above it (`"review_clipped_to_block": True`); recall
@@ -69,10 +69,12 @@ def _check_target(name: str, value: float) -> float:
 
 def _block_index(precision: np.ndarray, predicted_positive: np.ndarray, target: float, min_pp: int):
     """Index (into increasing thresholds) of the block threshold, and whether it meets the target."""
-    meets = np.flatnonzero(precision >= target)
+    enough = predicted_positive >= min_pp
+    # A target met only above every threshold that blocks `min_pp` items is met by luck (a cross-source pool of
+    # 93,000 hate labels reached precision 0.9 only at the one post above 0.99999): it does not count.
+    meets = np.flatnonzero((precision >= target) & enough)
     if len(meets):
         return int(meets[0]), True
-    enough = predicted_positive >= min_pp
     # On a tiny validation set no threshold may predict `min_pp` items: then every threshold is a candidate.
     candidates = np.where(enough, precision, -1.0) if enough.any() else precision
     # argmax takes the first maximum, i.e. the lowest threshold among equally precise ones (more recall).
@@ -208,7 +210,14 @@ def choose_thresholds(
     >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
     ...                       ["hate"], block_precision=0.9, review_recall=1.0)
     >>> t["hate"].block, t["hate"].review, t["hate"].measured["block_recall"], t["hate"].may_block
-    (0.8, 0.4, 0.5, True)
+    (0.8, 0.4, 0.5, False)
+
+    It may not block: precision 1.0 at 0.8 rests on one post, under `min_predicted_positive` (5). Allowed one:
+
+    >>> t = choose_thresholds([[0], [0], [1], [1]], np.ones((4, 1), bool), [[0.1], [0.6], [0.4], [0.8]],
+    ...                       ["hate"], block_precision=0.9, review_recall=1.0, min_predicted_positive=1)
+    >>> t["hate"].block, t["hate"].may_block
+    (0.8, True)
     """
     labels, label_mask, scores = validate_inputs(labels, label_mask, scores, categories)
     block_precision = _check_target("block_precision", block_precision)

@@ -19,7 +19,8 @@ from tests.synthetic import tiny_config, write_dataset
 @pytest.fixture(scope="module")
 def run(tiny_bert, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("evaluate")
-    data = write_dataset(tmp / "data" / "posts.jsonl", n=400, seed=3)
+    # Half the posts harmful: enough toxicity positives in validation for a block threshold that blocks five.
+    data = write_dataset(tmp / "data" / "posts.jsonl", n=400, seed=3, positive_rate=0.5)
     config = config_from_dict(tiny_config(data, tiny_bert, tmp / "run", train={"epochs": 12}))
     return train_and_evaluate(config, progress=False, version="tiny-eval")
 
@@ -42,6 +43,7 @@ def test_the_run_has_thresholds_report_and_card(run):
     for name, why in thresholds.never_block().items():
         assert f"- {name}: {why}" in never
     assert "self_harm: scored zero-shot" in never
+    assert "text read as written" in card.split("\n")[2]  # the tiny recipe neither strips markup nor normalises
     assert "blocks? |" in (run / "report" / "report.md").read_text()
 
 

@@ -100,6 +100,21 @@ def test_unreachable_precision_falls_back_and_says_so():
     assert t["review"] <= t["block"]
 
 
+def test_a_target_met_only_by_the_few_top_scores_is_luck_and_does_not_count():
+    # 1000 negatives and 100 positives scored alike, plus one positive above them all: precision 1.0 at the top
+    # post only. With five blocked items needed, the target is missed; with one, the top post "meets" it.
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.zeros(1000), np.ones(100), 1.0][:, None]
+    scores = np.r_[rng.random(1100) * 0.9, 0.99][:, None]
+    mask = np.ones_like(labels, dtype=bool)
+    strict = choose_thresholds(labels, mask, scores, ["hate"], block_precision=0.9, review_recall=0.5,
+                               min_predicted_positive=5)["hate"]
+    assert strict["block_target_met"] is False and strict["block_predicted_positive"] >= 5
+    lucky = choose_thresholds(labels, mask, scores, ["hate"], block_precision=0.9, review_recall=0.5,
+                              min_predicted_positive=1)["hate"]
+    assert lucky["block_target_met"] is True and lucky["block_predicted_positive"] == 1
+
+
 def test_review_clipped_to_block_when_above_it():
     labels = np.array([[1], [1], [0], [1], [0], [0]], dtype=float)
     scores = np.array([[0.95], [0.9], [0.8], [0.7], [0.3], [0.2]])
