@@ -12,7 +12,6 @@ from moderation.config import Config
 from moderation.policy import Thresholds
 
 
-
 def _text_preparation(text_encoder) -> str:
     """What the encoders read of a post's text (`moderation.encoders.prepare`), in words."""
     steps = []

@@ -24,10 +24,10 @@ import torch
 from moderation.config import TextEncoderConfig
 from moderation.encoders.loading import hub_hint, quiet_loading
 from moderation.encoders.markup import VERSION as markup_version
-from moderation.encoders.prepare import model_texts
 from moderation.encoders.normalize import identity as normalizer_identity
 from moderation.encoders.normalize import prepare as prepare_normalizer
 from moderation.encoders.packaged import MINILM, resolve_model_path
+from moderation.encoders.prepare import model_texts
 
 log = logging.getLogger(__name__)
 
