@@ -29,6 +29,9 @@ class Category(Strict):
     # labelled positives to train on. Keep them descriptive; never put real abusive text here.
     description: str
     seed_phrases: list[str] = []
+    # Benign twins: harmless sentences in the seed phrases' frames ("see you tonight" for "I'm going to end it
+    # tonight"). A zero-shot similarity close to them counts against the class (zero_shot.contrast_weight).
+    contrast_phrases: list[str] = []
     severity: float = Field(1.0, ge=0, description="weight of this category when the review queue orders items")
 
 
@@ -252,6 +255,9 @@ class ZeroShotConfig(Strict):
     # description and seed phrases), calibrated on whatever labels exist.
     min_train_positives: int = Field(30, ge=1)
     nsfw_category: str | None = Field("sexual", description="scored by open_nsfw on images, when that encoder is used")
+    # A zero-shot similarity is the seeds' highest cosine less this times the benign twins' highest (categories
+    # with contrast_phrases only). 0.5 measured against 0.3 and 0.7 (BENCHMARKS.md, Self-harm).
+    contrast_weight: float = Field(0.5, ge=0, le=1)
 
 
 class RunConfig(Strict):

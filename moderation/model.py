@@ -138,6 +138,7 @@ class ModerationModel(nn.Module):
                 "nsfw_class": self.nsfw_class,
                 "num_prototypes": int(self.zero_shot.prototypes.shape[0]) if self.zero_shot is not None else 0,
                 "zero_shot_similarity_dims": self.zero_shot.similarity_dims if self.zero_shot is not None else None,
+                "zero_shot_contrast_weight": self.zero_shot.contrast_weight if self.zero_shot is not None else 0.0,
                 "lexical": self.uses_lexical, **extra_meta}
         runfiles.write_json(Path(run_dir) / runfiles.MODEL, meta)
 
@@ -150,11 +151,15 @@ class ModerationModel(nn.Module):
         zero_shot = None
         if meta["has_zero_shot"]:
             zero_shot = ZeroShotScorer(state["zero_shot.prototypes"], state["zero_shot.prototype_class"],
-                                       len(meta["categories"]), meta.get("zero_shot_similarity_dims"))
+                                       len(meta["categories"]), meta.get("zero_shot_similarity_dims"),
+                                       state.get("zero_shot.contrast"),  # runs from before benign twins: none
+                                       meta.get("zero_shot_contrast_weight", 0.0))
         model = cls(meta["categories"], meta["fusion"], meta["text_dim"], meta["image_dim"], meta["hidden_dim"],
                     meta["dropout"], zero_shot, meta.get("image_branch", "trained"),
                     meta.get("caption_picture_rule", "max"), meta.get("members", 1))
         state.setdefault("lexical_weight", torch.zeros(len(meta["categories"])))  # runs from before the lexical view
+        if zero_shot is not None:
+            state.setdefault("zero_shot.contrast", zero_shot.contrast)
         model.load_state_dict(state)
         model.nsfw_class = meta.get("nsfw_class")
         model.eval()

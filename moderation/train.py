@@ -117,8 +117,9 @@ def zero_shot_setup(config: Config, text_encoder, features: dict[str, Features])
     chosen = [c for c, p in zip(names, positives) if p < config.zero_shot.min_train_positives]
     if not chosen or text_encoder is None:
         return None, {}
-    prototypes, proto_class = build_prototypes(text_encoder, config.categories, names)
-    scorer = ZeroShotScorer(prototypes, proto_class, len(names), text_encoder.similarity_dims)
+    prototypes, proto_class, contrast = build_prototypes(text_encoder, config.categories, names)
+    scorer = ZeroShotScorer(prototypes, proto_class, len(names), text_encoder.similarity_dims, contrast,
+                            config.zero_shot.contrast_weight)
     sims = {}
     for split in ("train", "validation"):
         f = features[split]

@@ -161,6 +161,62 @@ def test_model_save_load_round_trip(tmp_path):
     assert meta["version"] == "v1" and meta["categories"] == ["a", "b", "c"]
 
 
+def test_benign_twins_count_against_their_class_only(tmp_path):
+    """A post's zero-shot similarity is its class's highest seed cosine less contrast_weight times its highest
+    twin cosine; a class without twins keeps its seeds' cosine, and both survive save/load."""
+    from moderation.zeroshot import ZeroShotScorer
+
+    seed_a, twin_a, seed_b = torch.eye(4)[:3]  # orthonormal: a window's cosines are its coordinates
+    protos = torch.stack([seed_a, twin_a, seed_b])
+    classes, contrast = torch.tensor([0, 0, 1]), torch.tensor([False, True, False])
+    windows = torch.stack([seed_a, 0.6 * seed_a + 0.8 * twin_a, twin_a, 0.6 * seed_b + 0.8 * twin_a])
+    owner = torch.arange(4)
+    sims = ZeroShotScorer(protos, classes, 2, contrast=contrast, contrast_weight=0.5).similarity(windows, owner, 4)
+    assert torch.allclose(sims[:, 0], torch.tensor([1.0, 0.6 - 0.4, 0.0 - 0.5, 0.0 - 0.4]))
+    assert torch.allclose(sims[:, 1], torch.tensor([0.0, 0.0, 0.0, 0.6]))  # class 1 has no twins
+    plain = ZeroShotScorer(protos, classes, 2, contrast=contrast, contrast_weight=0.0).similarity(windows, owner, 4)
+    assert torch.allclose(plain[:, 0], torch.tensor([1.0, 0.6, 0.0, 0.0]))  # the twin is no seed either
+
+    scorer = ZeroShotScorer(protos, classes, 2, contrast=contrast, contrast_weight=0.5)
+    scorer.active[0], scorer.scale[0] = True, 3.0
+    ModerationModel(["a", "b"], "late", 4, 6, zero_shot=scorer).eval().save(tmp_path, {})
+    loaded = ModerationModel.load(tmp_path)[0].zero_shot
+    assert loaded.contrast.tolist() == [False, True, False] and loaded.contrast_weight == 0.5
+    assert torch.allclose(loaded.similarity(windows, owner, 4), sims)
+
+
+def test_a_run_saved_before_benign_twins_loads_without_them(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from moderation import runfiles
+    from moderation.zeroshot import ZeroShotScorer
+
+    scorer = ZeroShotScorer(torch.randn(3, 8), torch.tensor([0, 0, 1]), 2)
+    ModerationModel(["a", "b"], "late", 8, 6, zero_shot=scorer).eval().save(tmp_path, {})
+    state = {k: v for k, v in load_file(str(tmp_path / runfiles.HEAD)).items() if k != "zero_shot.contrast"}
+    save_file(state, str(tmp_path / runfiles.HEAD))
+    meta = json.loads((tmp_path / runfiles.MODEL).read_text())
+    del meta["zero_shot_contrast_weight"]
+    (tmp_path / runfiles.MODEL).write_text(json.dumps(meta))
+    loaded = ModerationModel.load(tmp_path)[0].zero_shot
+    assert not loaded.contrast.any() and loaded.contrast_weight == 0.0
+
+
+def test_build_prototypes_marks_each_categorys_twins(tiny_bert):
+    from moderation.config import Category
+    from moderation.encoders.text import TextEncoder
+    from moderation.zeroshot import build_prototypes
+
+    encoder = TextEncoder(TextEncoderConfig(model=str(tiny_bert), max_length=16, precision="fp32"))
+    categories = [Category(name="a", description="first", seed_phrases=["one", "two"], contrast_phrases=["three"]),
+                  Category(name="b", description="second", seed_phrases=["four"])]
+    protos, classes, contrast = build_prototypes(encoder, categories, ["a", "b"])
+    assert protos.shape[0] == 6
+    assert classes.tolist() == [0, 0, 0, 0, 1, 1] and contrast.tolist() == [False, False, False, True, False, False]
+
+
 def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
     from moderation.encoders.text import TextEncoder
 

@@ -38,5 +38,12 @@ def test_self_harm_bench_measures_the_zero_shot_score_on_an_unseen_set(tiny_bert
     result = m["sets"]["selfharm_set"]
     assert result["support"] == 60 and result["positives"] == 20
     assert 0 <= result["average_precision"] <= 1 and 0 <= result["negatives_flagged_for_self_harm"] <= 1
+    everyday = json.loads(bench.EVERYDAY_POSTS.read_text())
+    for part, r in m["everyday"].items():  # the project's everyday posts, none about self-harm
+        assert r["support"] == len(everyday[part]) >= 50
+        assert 0 <= r["flagged_for_self_harm"] <= r["flagged_any_class"] <= 1
+        assert len(r["examples"]) == min(5, round(r["flagged_for_self_harm"] * r["support"]))
+    assert set(m["everyday"]) == set(bench.EVERYDAY_PARTS)
     body = bench.report(m)
     assert "| selfharm_set | 60 (20) |" in body and "never blocks" in body
+    assert "| everyday posts, written after them | 60 |" in body

@@ -8,12 +8,18 @@ support, positives, PR-AUC (average precision) and ROC-AUC of the `self_harm` sc
 thresholds the share of positives sent to review or blocked (recall) and the share of negatives flagged.
 Posts are scored through `Moderator.score_arrays`, the serving path. The negatives differ by set (supportive
 users, teen chatter, "suicidal" said of others or the news), so each set is reported on its own.
+
+Then the everyday posts (`everyday_posts.json`, written by the project, none about self-harm): the share that
+reaches self_harm's review threshold, each one a false flag. Short first-person chatter ("see you tonight")
+is where a zero-shot score goes wrong most visibly; the sets above are mostly long posts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +27,9 @@ from eval.benchmarks import common
 
 log = logging.getLogger(__name__)
 CATEGORY = "self_harm"
+EVERYDAY_POSTS = Path(__file__).with_name("everyday_posts.json")
+EVERYDAY_PARTS = {"before_twins": "everyday posts, written before the benign twins",
+                  "after_twins": "everyday posts, written after them"}
 
 
 def self_harm_sets(config, category: str = CATEGORY) -> dict:
@@ -47,7 +56,7 @@ def measure(args) -> dict:
     label_column = everything.category_names.index(CATEGORY)  # the sets' taxonomy may order classes differently
     out = {"version": moderator.version, "scoring": runfiles.read_json(moderator.run_dir / runfiles.MODEL)
            .get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
-           "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}}
+           "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}, "everyday": {}}
     for name, ds in self_harm_sets(everything).items():
         if name in trained_on:
             log.info("%s: the run trained on it, skipped", name)
@@ -74,6 +83,15 @@ def measure(args) -> dict:
             "positives_flagged_for_self_harm": float(for_self_harm[pos].mean()) if pos.any() else None,
             "negatives_flagged_for_self_harm": float(for_self_harm[neg].mean()) if neg.any() else None,
             "negatives_flagged_any_class": float(flagged[neg].mean()) if neg.any() else None}
+    everyday = json.loads(EVERYDAY_POSTS.read_text())
+    for part in EVERYDAY_PARTS:
+        texts = everyday[part]
+        fused = moderator.score_arrays(texts, batch_size=64).fused
+        flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
+        for_self_harm = fused[:, column] >= thresholds[CATEGORY].review
+        out["everyday"][part] = {"support": len(texts), "flagged_for_self_harm": float(for_self_harm.mean()),
+                                 "flagged_any_class": float(flagged.mean()),
+                                 "examples": [t for t, f in zip(texts, for_self_harm) if f][:5]}
     return out
 
 
@@ -89,7 +107,13 @@ def report(m: dict) -> str:
         f"{blocks}. Each self-harm set of configs/all_datasets.yaml (evaluation only: no license) the model did "
         "not train on; PR-AUC and ROC-AUC of the self_harm score where the set has positives and "
         "negatives; flagged = the self_harm score reaches its review threshold (or, last column, any class's "
-        "action is review or block).", "", common.md_table(header, rows), ""])
+        "action is review or block).", "", common.md_table(header, rows), "",
+        "Everyday posts (`eval/benchmarks/everyday_posts.json`, written by the project, none about self-harm): "
+        "the share flagged for self_harm is the share falsely sent to review for it.", "",
+        common.md_table(["posts", "support", "flagged for self_harm", "flagged (any class)", "some flagged for self_harm"],
+                        [[EVERYDAY_PARTS[part], r["support"], common.pct(r["flagged_for_self_harm"]),
+                          common.pct(r["flagged_any_class"]), "; ".join(f'"{t}"' for t in r["examples"]) or "—"]
+                         for part, r in m.get("everyday", {}).items()]), ""])
 
 
 def run(args) -> str:
