@@ -97,12 +97,15 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         "",
         "Classes with fewer than "
         f"{config.zero_shot.min_train_positives} training positives are scored by the similarity of the post's "
-        "text windows to the class's written description and seed phrases, calibrated on whatever labels exist "
+        "text windows to the class's written description and seed phrases (less "
+        f"{config.zero_shot.contrast_weight:g} times their similarity to its benign twins, where it has some), "
+        "calibrated on whatever labels exist "
         "(`labels`) or, with none, on the training corpus (`corpus_quantile`: the corpus's 99th-percentile "
         "similarity maps to 0.5). Their scores are a screening signal: the policy never lets them block, only "
         "send to review.",
         "",
-        *([f"- {name}: {method}" for name, method in zero_shot.items()] or ["None in this run."]),
+        *([f"- {name}: {method}{_twins(config, name)}" for name, method in zero_shot.items()]
+          or ["None in this run."]),
         "",
         *_never_block(thresholds),
         *_cross_source(cross_source, config.category_names),
@@ -145,6 +148,16 @@ def _pictures(config: Config) -> list[str]:
                      + (", with the embedding of the text read from each picture beside them" if image.ocr else "")
                      + ").")
     return [*lines, ""]
+
+
+def _twins(config, name: str) -> str:
+    """How many seed phrases and benign twins a zero-shot class compares with (none for the nsfw image score)."""
+    category = next((c for c in config.categories if c.name == name), None)
+    if category is None:
+        return ""
+    seeds, twins = len(category.seed_phrases), len(category.contrast_phrases)
+    text = f"; {seeds} seed phrase{'s' * (seeds != 1)}"
+    return text + (f", {twins} benign twin{'s' * (twins != 1)}" if twins else "")
 
 
 def _never_block(thresholds: Thresholds) -> list[str]:

@@ -41,6 +41,7 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert "tfidf_baseline" in report and "PR-AUC" in report
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "self_harm | zero-shot" in card
+    assert "- self_harm: corpus_quantile; 1 seed phrase" in card  # tests.synthetic gives each class one, no twins
     assert yaml.safe_load((run / runfiles.CONFIG).read_text())["train"]["epochs"] == 25  # override saved
     assert not list(run.parent.glob(".run.partial-*"))
 
