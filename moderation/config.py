@@ -29,8 +29,8 @@ class Category(Strict):
     # labelled positives to train on. Keep them descriptive; never put real abusive text here.
     description: str
     seed_phrases: list[str] = []
-    # Benign twins: harmless sentences in the seed phrases' frames ("see you tonight" for "I'm going to end it
-    # tonight"). A zero-shot similarity close to them counts against the class (zero_shot.contrast_weight).
+    # Benign twins: harmless sentences in the seed phrases' frames ("I wrote my cover letter" for "I wrote my
+    # suicide note"). A zero-shot similarity close to them counts against the class (zero_shot.contrast_weight).
     contrast_phrases: list[str] = []
     severity: float = Field(1.0, ge=0, description="weight of this category when the review queue orders items")
 

@@ -2,11 +2,12 @@
 
 A category's written description and seed phrases are embedded with the text encoder (its prototypes); a
 post's zero-shot similarity is the highest cosine between any of its text windows and any prototype. A category
-may also list benign twins (`contrast_phrases`: harmless sentences in its seed phrases' frames, "see you
-tonight" beside "I'm going to end it tonight"); its similarity is then the seeds' highest cosine less
+may also list benign twins (`contrast_phrases`: harmless sentences in its seed phrases' frames, "I wrote my
+cover letter" beside "I wrote my suicide note"); its similarity is then the seeds' highest cosine less
 `contrast_weight` times the twins' highest. A short sentence embeds largely by its frame (first person, a time
-of day, a verb), so without them everyday chatter lands close to first-person seeds: on 60 everyday posts
-written for the purpose, 63% reached self_harm's review threshold, 7% with twins (BENCHMARKS.md, Self-harm). With a
+of day, a verb), so without them everyday chatter lands close to first-person seeds: of 60 everyday posts
+written for the purpose, 65% reached self_harm's review threshold before, 7% with rewritten seeds and twins (22%
+-> 2% of 60 written after the twins; BENCHMARKS.md, Self-harm). With a
 pooling that puts several layers side by side (`text_encoder.pooling`), the cosine is taken on the last
 layer's part only (`similarity_dims`): that is what sentence encoders are trained to compare, and what the
 seed phrases were written and measured with (on the whole embedding, self-harm posts reaching review fell
