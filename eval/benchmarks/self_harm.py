@@ -38,18 +38,27 @@ def self_harm_sets(config, category: str = CATEGORY) -> dict:
     return {name: ds for name, ds in config.datasets.items() if category in ds.label_map or ds.loader == "jsonl"}
 
 
+def score(moderator, thresholds, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Through the serving path: the posts' self_harm scores, whether each is flagged *for self_harm* (its
+    score reaches self_harm's review threshold), and whether any class's action flags it (review or block)."""
+    from moderation.policy import Action, threshold_actions
+
+    fused = moderator.score_arrays(texts, batch_size=64).fused
+    flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
+    self_harm = fused[:, moderator.categories.index(CATEGORY)]
+    return self_harm, self_harm >= thresholds[CATEGORY].review, flagged
+
+
 def measure(args) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from moderation import runfiles
     from moderation.data.build import load_labelled
     from moderation.moderator import Moderator
-    from moderation.policy import Action, threshold_actions
 
     moderator = Moderator(args.run)
     if CATEGORY not in moderator.categories:
         raise SystemExit(f"{moderator.run_dir}: the model has no {CATEGORY!r} category")
-    column = moderator.categories.index(CATEGORY)
     thresholds = runfiles.read_thresholds(moderator.run_dir)
     trained_on = set(moderator.config.datasets)
     everything = common.load_config_checked(args.sets_config)
@@ -70,25 +79,20 @@ def measure(args) -> dict:
             log.info("%s: no %s labels, skipped", name, CATEGORY)
             continue
         log.info("%s: scoring %d posts", name, len(texts))
-        fused = moderator.score_arrays(texts, batch_size=64).fused
-        flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
-        # Flagged *for self_harm*: the post's self_harm score reaches its review threshold.
-        for_self_harm = fused[:, column] >= thresholds[CATEGORY].review
+        scores, for_self_harm, flagged = score(moderator, thresholds, texts)
         pos, neg = labels == 1, labels == 0
         both = pos.any() and neg.any()
         out["sets"][name] = {
             "support": int(len(labels)), "positives": int(pos.sum()),
-            "average_precision": float(average_precision_score(labels, fused[:, column])) if both else None,
-            "roc_auc": float(roc_auc_score(labels, fused[:, column])) if both else None,
+            "average_precision": float(average_precision_score(labels, scores)) if both else None,
+            "roc_auc": float(roc_auc_score(labels, scores)) if both else None,
             "positives_flagged_for_self_harm": float(for_self_harm[pos].mean()) if pos.any() else None,
             "negatives_flagged_for_self_harm": float(for_self_harm[neg].mean()) if neg.any() else None,
             "negatives_flagged_any_class": float(flagged[neg].mean()) if neg.any() else None}
     everyday = json.loads(EVERYDAY_POSTS.read_text())
     for part in EVERYDAY_PARTS:
         texts = everyday[part]
-        fused = moderator.score_arrays(texts, batch_size=64).fused
-        flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
-        for_self_harm = fused[:, column] >= thresholds[CATEGORY].review
+        _, for_self_harm, flagged = score(moderator, thresholds, texts)
         out["everyday"][part] = {"support": len(texts), "flagged_for_self_harm": float(for_self_harm.mean()),
                                  "flagged_any_class": float(flagged.mean()),
                                  "examples": [t for t, f in zip(texts, for_self_harm) if f][:5]}
@@ -113,7 +117,7 @@ def report(m: dict) -> str:
         common.md_table(["posts", "support", "flagged for self_harm", "flagged (any class)", "some flagged for self_harm"],
                         [[EVERYDAY_PARTS[part], r["support"], common.pct(r["flagged_for_self_harm"]),
                           common.pct(r["flagged_any_class"]), "; ".join(f'"{t}"' for t in r["examples"]) or "—"]
-                         for part, r in m.get("everyday", {}).items()]), ""])
+                         for part, r in m["everyday"].items()]), ""])
 
 
 def run(args) -> str:
