@@ -14,6 +14,7 @@ BENCHES = {  # name -> (module in eval.benchmarks, one-line help)
     "evasion": ("evasion", "PR-AUC lost to rewritten words (leet, look-alikes, masked, ...); with the normaliser"),
     "cross-source": ("cross_source", "leave one source out: PR-AUC and benign review/block rates on unseen sources"),
     "self-harm": ("self_harm", "the self_harm score on the self-harm sets (evaluation only): PR-AUC, flag rates"),
+    "harmless": ("harmless", "harmless posts with harm words (hand-written and generated): false flags by kind, class"),
     "pictures": ("pictures", "caption vs picture (OCR through the text head) vs both, on the meme sets"),
     "finetune-speed": ("finetune_speed", "fine-tuning texts/s: random fp32 batches vs length-bucketed vs bf16"),
     "production": ("production", "shipped model at production settings: image-post latency, 300-client overload"),
