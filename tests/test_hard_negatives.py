@@ -22,10 +22,10 @@ def kind_of(row: dict) -> str:
 
 
 def test_generate_is_seeded_distinct_and_balanced():
-    rows = generate(500, seed=3)
-    assert rows == generate(500, seed=3)
-    assert [r["text"] for r in rows] != [r["text"] for r in generate(500, seed=4)]
-    assert len({r["text"] for r in rows}) == len({r["id"] for r in rows}) == 500
+    rows = generate(550, seed=3)
+    assert rows == generate(550, seed=3)
+    assert [r["text"] for r in rows] != [r["text"] for r in generate(550, seed=4)]
+    assert len({r["text"] for r in rows}) == len({r["id"] for r in rows}) == 550
     assert Counter(kind_of(r) for r in rows) == dict.fromkeys(KINDS, 50)
 
 
@@ -39,7 +39,8 @@ def test_rows_are_benign_generic_rows():
 
 def test_every_kind_of_the_issue_is_covered():
     assert set(KINDS) == {"jargon", "figurative", "games_sport", "cooking_gardening", "definitions",
-                          "history_news", "fiction", "medical_safety", "counter_speech", "identity"}
+                          "history_news", "fiction", "medical_safety", "counter_speech", "identity",
+                          "nonsense_groups"}
     assert set(PROBE_TEMPLATES) == set(TRAIN_TEMPLATES)
 
 
@@ -56,10 +57,16 @@ def test_probe_uses_other_templates_and_never_repeats_a_training_text():
     assert examples <= {r["text"] for r in generate(1000, split="probe")}
 
 
-def test_insults_are_placeholders_only():
+def test_insults_are_placeholders_and_stereotypes_are_only_written_rejected():
     assert all(v.startswith("[") or "slur" in v or "insult" in v for v in SLOTS["insult"])
-    counter = [r["text"] for r in generate(300) if kind_of(r) == "counter_speech"]
-    assert counter and all(any(v in t for v in SLOTS["insult"]) for t in counter)
+    counter = [r["text"] for r in generate(330) if kind_of(r) == "counter_speech"]
+    assert counter and any(any(v in t for v in SLOTS["insult"]) for t in counter)
+    # A mild stereotype appears only in counter-speech, in a sentence that says it is false.
+    for split in (TRAIN_TEMPLATES, PROBE_TEMPLATES):
+        for kind, templates in split.items():
+            for template in (t for t in templates if "{stereotype}" in t):
+                assert kind == "counter_speech", template
+                assert any(w in template for w in ("false", "otherwise", "debunked", "pretending", "harmful")), template
 
 
 def test_articles_agree():
@@ -141,11 +148,11 @@ def test_identity_swaps_with_one_list_and_bad_groups():
 
 def test_the_committed_training_file_is_exactly_what_the_generator_writes(tmp_path):
     """moderation/data/hard_negatives.jsonl (used by configs/default.yaml) is generated, never hand-edited:
-    `python -m moderation.data.hard_negatives moderation/data/hard_negatives.jsonl --n 3000 --seed 0`."""
+    `python -m moderation.data.hard_negatives moderation/data/hard_negatives.jsonl --n 3300 --seed 0`."""
     from pathlib import Path
 
     import moderation.data
 
     committed = Path(moderation.data.__file__).parent / "hard_negatives.jsonl"
-    fresh = write_hard_negatives(tmp_path / "hard_negatives.jsonl", n=3000, seed=0)
+    fresh = write_hard_negatives(tmp_path / "hard_negatives.jsonl", n=3300, seed=0)
     assert committed.read_bytes() == fresh.read_bytes()

@@ -1,12 +1,13 @@
 """Hard negatives and counterfactuals: benign texts that use harm words, and identity-term swaps.
 
 `generate(n, seed, split)` writes `n` distinct benign texts from templates x slot fillers
-(moderation.data.hard_negative_templates, written by the project), balanced over ten kinds: computing
+(moderation.data.hard_negative_templates, written by the project), balanced over eleven kinds: computing
 jargon ("kill the background job"), figurative speech, sport and video games, cooking and gardening, legal
 definitions, history and news reports, fiction summaries, medical and safety information, counter-speech
-that rejects an insult (a placeholder such as "[insult]", never a real one) and neutral sentences that
-mention identity groups. Rows are in the generic JSONL format with every category labelled 0 and `source`
-"hard_negatives"; the kind is in the id (`hardneg-train-jargon-00017`) so rates can be read per kind.
+that rejects an insult (a placeholder such as "[insult]", never a real one) or a mild stereotype, neutral
+sentences that mention identity groups, and questions whose premise is nonsense ("should lamps be allowed
+to vote?": the frame of a discriminatory question about things that are not people). Rows are in the
+generic JSONL format with every category labelled 0 and `source` "hard_negatives"; the kind is in the id (`hardneg-train-jargon-00017`) so rates can be read per kind.
 
 `split="probe"` uses other templates (questions, mostly) than `split="train"`, so the share of harmless
 texts that a model flags can be measured on sentences it never trained on. The two never share a text.
@@ -17,7 +18,7 @@ hateful about another), so the model cannot learn a group's name as a harm signa
 
 A config uses them through the generic loader, after writing the files once:
 
-    python -m moderation.data.hard_negatives data/hard_negatives.jsonl --n 3000 --seed 0
+    python -m moderation.data.hard_negatives data/hard_negatives.jsonl --n 3300 --seed 0
     python -m moderation.data.hard_negatives data/harmless_probe.jsonl --n 600 --seed 0 --split probe
 
     datasets:
