@@ -88,14 +88,16 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
                               {"model_version": version, "rows": meta.get("rows", {}),
                                "zero_shot": meta.get("zero_shot", {})})
-    write_model_card(run_dir, config, meta, report, thresholds, cross_summary, read_evasion(run_dir, version))
+    write_model_card(run_dir, config, meta, report, thresholds, cross_summary,
+                     read_measured(run_dir, runfiles.EVASION, version), read_measured(run_dir, runfiles.HARMLESS, version))
     log.info("evaluated %s: thresholds, report and model card written", run_dir)
     return {"thresholds": thresholds, **report}
 
 
-def read_evasion(run_dir: Path, version: str) -> dict | None:
-    """What `moderation bench evasion` kept in the run, when it measured this very model (same version)."""
-    path = Path(run_dir) / runfiles.EVASION
+def read_measured(run_dir: Path, name: str, version: str) -> dict | None:
+    """What a benchmark kept in the run (`runfiles.EVASION`, `runfiles.HARMLESS`), when it measured this very
+    model (same version)."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return None
     measured = runfiles.read_json(path)

@@ -35,11 +35,12 @@ def _licence(ds) -> str:
 
 
 def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds,
-                     cross_source: Mapping | None = None, evasion: Mapping | None = None) -> Path:
+                     cross_source: Mapping | None = None, evasion: Mapping | None = None,
+                     harmless: Mapping | None = None) -> Path:
     """`meta` is the run's model.json (version, zero_shot, train_positives, rows, train_seconds); `report` holds
     {"splits": {split: {model name: per_class_metrics}}}; `cross_source` is the summary of `moderation bench
     cross-source` for this recipe when the thresholds were chosen on it; `evasion` is what `moderation bench
-    evasion` measured on this model."""
+    evasion` measured on this model, `harmless` what `moderation bench harmless` did."""
     version, rows, seconds = meta.get("version", Path(run_dir).name), meta.get("rows", {}), meta.get("train_seconds")
     zero_shot, train_positives = meta.get("zero_shot", {}), meta.get("train_positives", {})
     lines = [
@@ -112,6 +113,7 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
         *_review_band(cross_source, config.thresholds.review_recall,
                       (Path(run_dir) / runfiles.CROSS_SOURCE / runfiles.REVIEW_TRADEOFF_PLOT).is_file()),
         *_evasion(evasion),
+        *_harmless(harmless),
         *_release_notes(run_dir),
         *_pictures(config),
         "## Limits",
@@ -314,6 +316,19 @@ def _release_notes(run_dir: Path) -> list[str]:
         return []
     return ["## Release notes", "", f"Written by the people who released this model (`{runfiles.RELEASE_NOTES}` in "
             "the run directory), not generated:", "", path.read_text().strip(), ""]
+
+
+def _harmless(measured: Mapping | None) -> list[str]:
+    """False flags on harmless posts that use harm words (`moderation bench harmless`)."""
+    if not measured:
+        return []
+    from eval.benchmarks.harmless import format_parts
+
+    return ["## Harmless posts with harm words", "",
+            "`moderation bench harmless`: harmless posts scored at the deployed thresholds, so every post flagged "
+            "(sent to review or blocked) is a false flag. Hand-written posts (`eval/benchmarks/harmless_posts.json`, "
+            "never trained on) and the generated probe; the part written after the hard negatives' templates is the "
+            "fair estimate for posts of these kinds.", "", format_parts([measured]), ""]
 
 
 def _evasion(measured: Mapping | None) -> list[str]:

@@ -54,15 +54,16 @@ CROSS_SOURCE_SUMMARY = "summary.json"
 CROSS_SOURCE_REFERENCE = "reference.json"  # another recipe's summary, for the card's before/after table
 REVIEW_TRADEOFF_PLOT = "review_tradeoff.png"  # benign flagged vs harmful caught per review target, off-domain
 EVASION = "evasion.json"
+HARMLESS = "harmless.json"  # `moderation bench harmless` on this model, for its card
 # Written by people, not by a run (so not in RUN_OUTPUTS: `--overwrite` keeps it): what the releasers judged
 # and measured by hand, e.g. why a class did not improve. The model card shows it.
 RELEASE_NOTES = "RELEASE_NOTES.md"
 
 # A retrained run drops an old cross_source/ (the new model's thresholds come from its own validation split
-# until the cross-source predictions are attached again) and an old evasion.json (`moderation bench evasion`
-# measured another model).
+# until the cross-source predictions are attached again) and an old evasion.json or harmless.json (`moderation
+# bench evasion` / `harmless` measured another model).
 RUN_OUTPUTS = (CONFIG, MODEL, HEAD, LEXICAL, TEXT_ENCODER, THRESHOLDS, REFERENCE_SCORES, PREDICTIONS, TRAIN_LOG, REPORT,
-               MODEL_CARD, CROSS_SOURCE, EVASION)
+               MODEL_CARD, CROSS_SOURCE, EVASION, HARMLESS)
 PREDICTION_SPLITS = ("validation", "test")
 
 log = logging.getLogger(__name__)

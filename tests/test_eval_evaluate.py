@@ -26,10 +26,11 @@ def run(tiny_bert, tmp_path_factory):
 
 
 def test_the_run_has_thresholds_report_and_card(run):
-    # Written later by other commands: cross_source/ (evaluate --thresholds-from), evasion.json (bench evasion);
-    # lexical.safetensors only by a recipe with a lexical view.
+    # Written later by other commands: cross_source/ (evaluate --thresholds-from), evasion.json (bench evasion),
+    # harmless.json (bench harmless); lexical.safetensors only by a recipe with a lexical view.
     assert {p.name for p in run.iterdir()} == set(runfiles.RUN_OUTPUTS) - {runfiles.TEXT_ENCODER, runfiles.CROSS_SOURCE,
-                                                                          runfiles.EVASION, runfiles.LEXICAL}
+                                                                          runfiles.EVASION, runfiles.HARMLESS,
+                                                                          runfiles.LEXICAL}
     thresholds = runfiles.read_thresholds(run)
     assert thresholds["self_harm"].scoring == Scoring.ZERO_SHOT and not thresholds["self_harm"].may_block
     assert thresholds["toxicity"].scoring == Scoring.TRAINED and thresholds["toxicity"].may_block

@@ -22,9 +22,10 @@ def test_hand_written_posts_are_distinct_and_never_trained_on():
     assert not training & {t.lower().rstrip("?.!") for t in texts}
 
 
-def test_bench_counts_what_the_moderator_decides(tiny_bert, tmp_path):
+def test_bench_counts_what_the_moderator_decides_and_keeps_it_for_the_model_card(tiny_bert, tmp_path):
     from eval.benchmarks import harmless as bench
-    from eval.evaluate import train_and_evaluate
+    from eval.evaluate import evaluate_run, train_and_evaluate
+    from moderation import runfiles
     from moderation.config import config_from_dict
     from moderation.moderator import Moderator
 
@@ -48,3 +49,11 @@ def test_bench_counts_what_the_moderator_decides(tiny_bert, tmp_path):
         assert all(e["classes"] for e in r[part]["examples"])  # a flag always names the class that raised it
     body = bench.report(m)
     assert "hand-written, after the templates (held out)" in body and "Flagged by" in body
+
+    bench.run(bench.build_parser().parse_args(["--run", str(run), "--probe-rows", "20", "--no-write"]))
+    kept = runfiles.read_json(run / runfiles.HARMLESS)  # the run's own figures, without the machine's path
+    assert set(kept["parts"]) == {*bench.PARTS, bench.PROBE} and "run_dir" not in kept
+    evaluate_run(run, progress=False)
+    card = (run / runfiles.MODEL_CARD).read_text()
+    assert "## Harmless posts with harm words" in card
+    assert f"| hand-written, after the templates (held out) | {kept['parts']['written_after']['support']} |" in card

@@ -58,7 +58,7 @@ def measure_run(run: str | None, probe: list[str]) -> dict:
 
     moderator = Moderator(run)
     parts = {**load_posts(), PROBE: {"all kinds": probe}}
-    out = {"version": moderator.version, "run": str(moderator.run_dir), "parts": {}}
+    out = {"version": moderator.version, "run_dir": str(moderator.run_dir), "parts": {}}
     for part, kinds in parts.items():
         texts = [t for ts in kinds.values() for t in ts]
         actions, by_class = flags(moderator, texts)
@@ -84,14 +84,11 @@ def measure(args) -> dict:
     return {"runs": [measure_run(run, probe) for run in (args.run or [None])], "probe_rows": len(probe)}
 
 
-def report(m: dict) -> str:
-    runs = m["runs"]
+def format_parts(runs: list[dict]) -> str:
+    """Tables of runs side by side: flagged / blocked per part, the share each class flags, hand-written posts
+    flagged by kind."""
     names = [f"`{r['version']}`" for r in runs]
     parts = list(runs[0]["parts"])
-    head = (f"Harmless posts scored through the serving path at each model's deployed thresholds; flagged = sent to "
-            f"review or blocked, so every flag is false. Hand-written posts: `eval/benchmarks/harmless_posts.json` "
-            f"(never trained on); the generated probe: {m['probe_rows']} texts of `moderation.data.hard_negatives`' "
-            f"probe templates. Runs: {', '.join(names)}.")
     summary = common.md_table(
         ["posts", "support", *[f"flagged / blocked, {n}" for n in names]],
         [[PARTS.get(p, p), runs[0]["parts"][p]["support"],
@@ -108,17 +105,38 @@ def report(m: dict) -> str:
         [[k, *[f"{r['parts'][p]['by_kind'][k]['flagged']} of {r['parts'][p]['by_kind'][k]['support']}"
                if k in r["parts"][p]["by_kind"] else None for p in hand for r in runs]]
          for k in dict.fromkeys(k for p in hand for k in runs[0]["parts"][p]["by_kind"])])
-    lines = [head, "", summary, "", "Share of the posts each class flags:", "", by_class, "",
-             "Hand-written posts flagged, by kind:", "", by_kind, ""]
-    for n, r in zip(names, runs):
+    return "\n".join([summary, "", "Share of the posts each class flags:", "", by_class, "",
+                      "Hand-written posts flagged, by kind:", "", by_kind])
+
+
+def report(m: dict) -> str:
+    runs = m["runs"]
+    versions = ", ".join(f"`{r['version']}`" for r in runs)
+    lines = [f"Harmless posts scored through the serving path at each model's deployed thresholds; flagged = sent "
+             f"to review or blocked, so every flag is false. Hand-written posts: `eval/benchmarks/harmless_posts.json` "
+             f"(never trained on); the generated probe: {m['probe_rows']} texts of `moderation.data.hard_negatives`' "
+             f"probe templates. Runs: {versions}.", "",
+             format_parts(runs), ""]
+    for r in runs:
         examples = [f"{e['text']} ({', '.join(e['classes'])}{', blocked' if e['action'] == 'block' else ''})"
-                    for p in hand for e in r["parts"][p]["examples"]]
-        lines += [f"Flagged by {n}: " + ("; ".join(examples) or "none") + ".", ""]
+                    for p in PARTS for e in r["parts"][p]["examples"]]
+        lines += [f"Flagged by `{r['version']}`: " + ("; ".join(examples) or "none") + ".", ""]
     return "\n".join(lines)
+
+
+def keep_in_run(measured: dict) -> None:
+    """Store a run's own figures with it, for its model card (`moderation evaluate --run` renders them)."""
+    from moderation import runfiles
+
+    run_dir = Path(measured["run_dir"])
+    runfiles.write_json(run_dir / runfiles.HARMLESS, {k: v for k, v in measured.items() if k != "run_dir"})
+    log.info("kept in %s; `moderation evaluate --run %s` puts it into the model card", runfiles.HARMLESS, run_dir)
 
 
 def run(args) -> str:
     m = measure(args)
+    for measured in m["runs"]:
+        keep_in_run(measured)
     if args.json:
         Path(args.json).write_text(json.dumps(m, indent=1))
     return common.publish("harmless", "Harmless posts with harm words: false flags by kind and class", report(m), args)
