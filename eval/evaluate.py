@@ -88,8 +88,13 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
                               {"model_version": version, "rows": meta.get("rows", {}),
                                "zero_shot": meta.get("zero_shot", {})})
+    harmless = read_measured(run_dir, runfiles.HARMLESS, version)
+    if harmless and harmless.get("thresholds") != thresholds.model_dump(mode="json"):  # flags at other thresholds
+        log.warning("%s was measured at other thresholds than the run's now: left out of the model card "
+                    "(run `moderation bench harmless --run %s` again)", run_dir / runfiles.HARMLESS, run_dir)
+        harmless = None
     write_model_card(run_dir, config, meta, report, thresholds, cross_summary,
-                     read_measured(run_dir, runfiles.EVASION, version), read_measured(run_dir, runfiles.HARMLESS, version))
+                     read_measured(run_dir, runfiles.EVASION, version), harmless)
     log.info("evaluated %s: thresholds, report and model card written", run_dir)
     return {"thresholds": thresholds, **report}
 

@@ -57,3 +57,8 @@ def test_bench_counts_what_the_moderator_decides_and_keeps_it_for_the_model_card
     card = (run / runfiles.MODEL_CARD).read_text()
     assert "## Harmless posts with harm words" in card
     assert f"| hand-written, after the templates (held out) | {kept['parts']['written_after']['support']} |" in card
+    # Flags measured at other thresholds (e.g. before `evaluate --thresholds-from` moved them) are left out.
+    kept["thresholds"]["categories"]["toxicity"]["review"] = 0.123
+    runfiles.write_json(run / runfiles.HARMLESS, kept)
+    evaluate_run(run, progress=False)
+    assert "## Harmless posts with harm words" not in (run / runfiles.MODEL_CARD).read_text()

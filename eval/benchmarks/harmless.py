@@ -58,7 +58,9 @@ def measure_run(run: str | None, probe: list[str]) -> dict:
 
     moderator = Moderator(run)
     parts = {**load_posts(), PROBE: {"all kinds": probe}}
-    out = {"version": moderator.version, "run_dir": str(moderator.run_dir), "parts": {}}
+    # The flags hold at these thresholds only: the model card leaves them out once the run's thresholds change.
+    out = {"version": moderator.version, "run_dir": str(moderator.run_dir),
+           "thresholds": moderator.thresholds.model_dump(mode="json"), "parts": {}}
     for part, kinds in parts.items():
         texts = [t for ts in kinds.values() for t in ts]
         actions, by_class = flags(moderator, texts)
