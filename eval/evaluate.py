@@ -32,6 +32,7 @@ from eval.report import write_report
 from eval.thresholds import block_off_domain, choose_thresholds, false_block_bound
 from moderation import runfiles
 from moderation.config import Config
+from moderation.policy import Thresholds
 from moderation.runfiles import Predictions, SplitPredictions
 
 log = logging.getLogger(__name__)
@@ -88,26 +89,26 @@ def evaluate_run(run_dir: str | Path, progress: bool = True, baseline: bool | No
     report = write_evaluation(run_dir / runfiles.REPORT, names, predictions.splits, baseline_scores, thresholds,
                               {"model_version": version, "rows": meta.get("rows", {}),
                                "zero_shot": meta.get("zero_shot", {})})
-    harmless = read_measured(run_dir, runfiles.HARMLESS, version)
-    if harmless and harmless.get("thresholds") != thresholds.model_dump(mode="json"):  # flags at other thresholds
-        log.warning("%s was measured at other thresholds than the run's now: left out of the model card "
-                    "(run `moderation bench harmless --run %s` again)", run_dir / runfiles.HARMLESS, run_dir)
-        harmless = None
     write_model_card(run_dir, config, meta, report, thresholds, cross_summary,
-                     read_measured(run_dir, runfiles.EVASION, version), harmless)
+                     read_measured(run_dir, runfiles.EVASION, version),
+                     read_measured(run_dir, runfiles.HARMLESS, version, thresholds))
     log.info("evaluated %s: thresholds, report and model card written", run_dir)
     return {"thresholds": thresholds, **report}
 
 
-def read_measured(run_dir: Path, name: str, version: str) -> dict | None:
+def read_measured(run_dir: Path, name: str, version: str, thresholds: Thresholds | None = None) -> dict | None:
     """What a benchmark kept in the run (`runfiles.EVASION`, `runfiles.HARMLESS`), when it measured this very
-    model (same version)."""
+    model (same version) and, for figures that depend on them (decisions), at the run's `thresholds` now."""
     path = Path(run_dir) / name
     if not path.is_file():
         return None
     measured = runfiles.read_json(path)
     if measured.get("version") != version:
         log.warning("%s measured model %r, not %r: left out of the model card", path, measured.get("version"), version)
+        return None
+    if thresholds is not None and measured.get("thresholds") != thresholds.model_dump(mode="json"):
+        log.warning("%s was measured at other thresholds than the run's now: left out of the model card (measure "
+                    "it again)", path)
         return None
     return measured
 

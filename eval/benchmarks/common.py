@@ -58,6 +58,16 @@ def sample_split(split, n: int | None, seed: int = 0) -> dict[str, list]:
     return {c: sub[c] for c in sub.column_names}
 
 
+def served_decisions(moderator, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texts through the serving path (`Moderator.score_arrays`, then the policy at the run's thresholds):
+    (N, C) fused scores, (N,) actions (allow / review / block) and (N, C) which classes flag each post."""
+    from moderation.policy import flagging_classes, threshold_actions
+
+    fused = moderator.score_arrays(texts, batch_size=64).fused
+    return (fused, threshold_actions(moderator.categories, fused, moderator.thresholds),
+            flagging_classes(moderator.categories, fused, moderator.thresholds))
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub markdown table; None prints as an em dash."""
     def cell(v):

@@ -135,11 +135,8 @@ def pooled(parts: list):
 def probe_rates(run_dir: Path, probe_texts: list[str]) -> dict:
     """The share of the harmless probe the fold's model flags and blocks, scored by the serving path."""
     from moderation.moderator import Moderator
-    from moderation.policy import threshold_actions
 
-    moderator = Moderator(run_dir)
-    fused = moderator.score_arrays(probe_texts, batch_size=64).fused
-    actions = threshold_actions(moderator.categories, fused, runfiles.read_thresholds(run_dir))
+    _, actions, _ = common.served_decisions(Moderator(run_dir), probe_texts)
     none = np.zeros(len(actions), bool)
     rates = decision_rates(actions, none, np.ones(len(actions), bool))
     return {"flagged": rates["benign_flagged"], "blocked": rates["benign_blocked"]}

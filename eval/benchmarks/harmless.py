@@ -1,8 +1,8 @@
 """Harmless posts with harm words: how many a run sends to review or blocks, by kind and by class.
 
 A platform notices false flags on harmless posts first ("how do I kill the background job"). Two kinds of
-harmless posts are scored through the serving path (`Moderator.score_arrays` and the policy's
-`threshold_actions`), for each run given, side by side:
+harmless posts are scored through the serving path (`common.served_decisions`: `Moderator.score_arrays`
+and the policy at the run's thresholds), for each run given, side by side:
 
 - the posts in `harmless_posts.json`, written by hand by the project (never trained on), in kinds: harm words
   in harmless senses, figures of speech, games and fiction, definitions, history and news, health and safety
@@ -42,15 +42,6 @@ def load_posts(path: Path = POSTS) -> dict[str, dict[str, list[str]]]:
     return {part: doc[part] for part in PARTS}
 
 
-def flags(moderator, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Through the serving path: each post's action (allow / review / block) and which classes flag it."""
-    from moderation.policy import flagging_classes, threshold_actions
-
-    fused = moderator.score_arrays(texts, batch_size=64).fused
-    return (threshold_actions(moderator.categories, fused, moderator.thresholds),
-            flagging_classes(moderator.categories, fused, moderator.thresholds))
-
-
 def measure_run(run: str | None, probe: list[str]) -> dict:
     """One run's false flags on every part, by kind and by class, with the flagged hand-written posts."""
     from moderation.moderator import Moderator
@@ -63,7 +54,7 @@ def measure_run(run: str | None, probe: list[str]) -> dict:
            "thresholds": moderator.thresholds.model_dump(mode="json"), "parts": {}}
     for part, kinds in parts.items():
         texts = [t for ts in kinds.values() for t in ts]
-        actions, by_class = flags(moderator, texts)
+        _, actions, by_class = common.served_decisions(moderator, texts)
         flagged = actions != Action.ALLOW.value
         kind_of = np.array([k for k, ts in kinds.items() for _ in ts])
         out["parts"][part] = {

@@ -38,33 +38,30 @@ def self_harm_sets(config, category: str = CATEGORY) -> dict:
     return {name: ds for name, ds in config.datasets.items() if category in ds.label_map or ds.loader == "jsonl"}
 
 
-def score(moderator, thresholds, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score(moderator, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Through the serving path: the posts' self_harm scores, whether each is flagged *for self_harm* (its
     score reaches self_harm's review threshold), and whether any class's action flags it (review or block)."""
-    from moderation.policy import Action, threshold_actions
+    from moderation.policy import Action
 
-    fused = moderator.score_arrays(texts, batch_size=64).fused
-    flagged = threshold_actions(moderator.categories, fused, thresholds) != Action.ALLOW.value
-    self_harm = fused[:, moderator.categories.index(CATEGORY)]
-    return self_harm, self_harm >= thresholds[CATEGORY].review, flagged
+    fused, actions, by_class = common.served_decisions(moderator, texts)
+    column = moderator.categories.index(CATEGORY)
+    return fused[:, column], by_class[:, column], actions != Action.ALLOW.value
 
 
 def measure(args) -> dict:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from moderation import runfiles
     from moderation.data.build import load_labelled
     from moderation.moderator import Moderator
 
     moderator = Moderator(args.run)
     if CATEGORY not in moderator.categories:
         raise SystemExit(f"{moderator.run_dir}: the model has no {CATEGORY!r} category")
-    thresholds = runfiles.read_thresholds(moderator.run_dir)
+    thresholds = moderator.thresholds
     trained_on = set(moderator.config.datasets)
     everything = common.load_config_checked(args.sets_config)
     label_column = everything.category_names.index(CATEGORY)  # the sets' taxonomy may order classes differently
-    out = {"version": moderator.version, "scoring": runfiles.read_json(moderator.run_dir / runfiles.MODEL)
-           .get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
+    out = {"version": moderator.version, "scoring": moderator.meta.get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
            "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}, "everyday": {}}
     for name, ds in self_harm_sets(everything).items():
         if name in trained_on:
@@ -79,7 +76,7 @@ def measure(args) -> dict:
             log.info("%s: no %s labels, skipped", name, CATEGORY)
             continue
         log.info("%s: scoring %d posts", name, len(texts))
-        scores, for_self_harm, flagged = score(moderator, thresholds, texts)
+        scores, for_self_harm, flagged = score(moderator, texts)
         pos, neg = labels == 1, labels == 0
         both = pos.any() and neg.any()
         out["sets"][name] = {
@@ -92,7 +89,7 @@ def measure(args) -> dict:
     everyday = json.loads(EVERYDAY_POSTS.read_text())
     for part in EVERYDAY_PARTS:
         texts = everyday[part]
-        _, for_self_harm, flagged = score(moderator, thresholds, texts)
+        _, for_self_harm, flagged = score(moderator, texts)
         out["everyday"][part] = {"support": len(texts), "flagged_for_self_harm": float(for_self_harm.mean()),
                                  "flagged_any_class": float(flagged.mean()),
                                  "examples": [t for t, f in zip(texts, for_self_harm) if f][:5]}

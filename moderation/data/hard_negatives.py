@@ -7,7 +7,8 @@ definitions, history and news reports, fiction summaries, medical and safety inf
 that rejects an insult (a placeholder such as "[insult]", never a real one) or a mild stereotype, neutral
 sentences that mention identity groups, and questions whose premise is nonsense ("should lamps be allowed
 to vote?": the frame of a discriminatory question about things that are not people). Rows are in the
-generic JSONL format with every category labelled 0 and `source` "hard_negatives"; the kind is in the id (`hardneg-train-jargon-00017`) so rates can be read per kind.
+generic JSONL format with every category labelled 0 and `source` "hard_negatives"; the kind is in the id
+(`hardneg-train-jargon-00017`) so rates can be read per kind.
 
 `split="probe"` uses other templates (questions, mostly) than `split="train"`, so the share of harmless
 texts that a model flags can be measured on sentences it never trained on. The two never share a text.
