@@ -34,6 +34,14 @@ def _licence(ds) -> str:
     return {None: "not stated", OWN_DATA: "your own data"}.get(license_id, license_id)
 
 
+def _encoder_training(cfg) -> str:
+    if cfg.adapt is None:
+        return cfg.finetune
+    a = cfg.adapt
+    return (f"LoRA-adapted (r={cfg.lora_r}) on at most {a.rows_per_source} rows per training set, {a.epochs} epochs, "
+            f"then frozen")
+
+
 def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mapping, thresholds: Thresholds,
                      cross_source: Mapping | None = None, evasion: Mapping | None = None,
                      harmless: Mapping | None = None) -> Path:
@@ -46,7 +54,7 @@ def write_model_card(run_dir: Path, config: Config, meta: Mapping, report: Mappi
     lines = [
         f"# Model card: {version}",
         "",
-        f"- Text encoder: `{config.text_encoder.model}` ({config.text_encoder.finetune}, "
+        f"- Text encoder: `{config.text_encoder.model}` ({_encoder_training(config.text_encoder)}, "
         f"`{config.text_encoder.pooling}` pooling), "
         f"windows of {config.text_encoder.max_length} tokens, up to {config.text_encoder.max_windows} per post; "
         f"{_text_preparation(config.text_encoder)}",

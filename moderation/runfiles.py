@@ -5,12 +5,13 @@ Writer and readers share this one module, so a file's name and shape are defined
     config.yaml          the resolved config the run was trained with
     model.json           categories, head shape, zero-shot classes and calibration, prior correction, version
     head.safetensors     fusion head + zero-shot prototypes (the encoders come from their packages/folders)
-    text_encoder/        only when the text encoder was fine-tuned (full weights or a LoRA adapter)
+    text_encoder/        only when the text encoder was fine-tuned or adapted (full weights or a LoRA adapter)
     thresholds.json      moderation.policy.Thresholds: per category review/block, how it is scored, whether it may block
     reference_scores.npz the fused scores on the validation split: the reference for live score drift
     predictions.npz      validation and test scores (fused, text-only, image-only) with labels, masks, ids,
                          sources: what evaluation reads (see `Predictions`)
-    train_log.jsonl      one line per epoch (of each head, with `member`, when head.members > 1)
+    train_log.jsonl      one line per epoch (of each head, with `member`, when head.members > 1; epochs that
+                         trained the text encoder too, a LoRA run's or text_encoder.adapt's, say `encoder`)
     report/              report.md, report.json, PR-curve pictures
     MODEL_CARD.md        data, per-class PR-AUC with support, zero-shot classes, classes that never block, limits
     cross_source/        only when thresholds were chosen on sources the model never trained on: the held-out

@@ -2,7 +2,9 @@
 
 Two paths share the head, the losses and early stopping:
 - frozen encoders (the default): embeddings are computed once, cached, and the head trains in seconds;
-- fine-tuning (`text_encoder.finetune: full | lora`): the text encoder runs inside the loop (use a GPU).
+- fine-tuning (`text_encoder.finetune: full | lora`): the text encoder runs inside the loop (use a GPU);
+- adapt, then freeze (`text_encoder.adapt`): LoRA on a capped sample first (the fine-tuning path, one head), the
+  adapter merged, then the frozen path on every row with the adapted encoder (affordable on a CPU).
 
 Metrics are injected (`compute_metrics(labels, label_mask, scores) -> float`, higher is better), so this
 module never imports the evaluation package. `moderation.training.train_run` wraps this into a run directory. Training stops early when the mean validation PR-AUC stops
@@ -23,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from moderation.config import Config
+from moderation.config import Config, config_from_dict
 from moderation.features import Features, featurize
 from moderation.lexical import LexicalModel
 from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
@@ -232,7 +234,9 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
         val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
         val_scores = run_model(model, val, device=device).fused
         metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
-        record = {**({"member": member} if member is not None else {}), "epoch": epoch + 1, "train_loss": train_loss,
+        record = {**({"member": member} if member is not None else {}),
+                  **({"encoder": config.text_encoder.finetune} if text_encoder is not None else {}),
+                  "epoch": epoch + 1, "train_loss": train_loss,
                   "val_mean_average_precision": metric, "seconds": round(time.time() - started, 2)}
         history.append(record)
         if log_path:
@@ -358,8 +362,47 @@ def prepare_finetuning(text_encoder, config: Config):
         p.requires_grad_(config.text_encoder.finetune == "full" or p.requires_grad)
 
 
-def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_path: Path | None = None) -> TrainResult:
-    """The whole training run, up to a fitted model and its features (evaluation happens elsewhere)."""
+def adaptation_config(config: Config) -> Config:
+    """The config of the adaptation stage (`text_encoder.adapt`): LoRA fine-tuning with one head on the training
+    sets, each capped at `rows_per_source` rows, on text alone (no pictures, no lexical view). Evaluation-only
+    sets are left out: the adapters never see the posts a run is measured on."""
+    adapt = config.text_encoder.adapt
+    tree = config.model_dump(mode="json")
+    tree["datasets"] = {name: {**ds, "max_samples": min(ds["max_samples"] or adapt.rows_per_source,
+                                                        adapt.rows_per_source)}
+                        for name, ds in tree["datasets"].items() if ds["use"] != "eval_only"}
+    tree["text_encoder"].update(adapt=None, finetune="lora")
+    tree["image_encoder"].update(kind="none", ocr=False)
+    tree["head"].update(members=1, fusion="text_only", image_branch="trained")
+    tree["lexical"]["weight"] = 0.0
+    tree["train"].update(epochs=adapt.epochs, batch_size=adapt.batch_size, encoder_lr=adapt.lr)
+    return config_from_dict(tree, source="the adaptation stage of text_encoder.adapt")
+
+
+def adapt_text_encoder(config: Config, compute_metrics: MetricFn, adapter_dir: Path, progress: bool = True,
+                       log_path: Path | None = None):
+    """Train LoRA adapters (`adaptation_config`), save them to `adapter_dir` and return the text encoder a run
+    with this adapter loads (`run_text_encoder`): the base model with the adapter merged, frozen from here on."""
+    from moderation.encoders.text import run_text_encoder
+
+    started = time.perf_counter()
+    log.info("adapting the text encoder: LoRA on at most %d rows per training set", config.text_encoder.adapt.rows_per_source)
+    stage = train(adaptation_config(config), compute_metrics, progress, log_path)
+    if set(stage.zero_shot_classes) >= set(config.category_names):
+        raise ValueError(f"text_encoder.adapt: no class has {config.zero_shot.min_train_positives} positives in the "
+                         f"capped sample, so there is nothing to adapt the encoder to; raise rows_per_source")
+    stage.text_encoder.model.save_pretrained(adapter_dir)  # peft writes the adapter alone, never the base weights
+    log.info("text encoder adapted in %.0f s; adapter saved to %s", time.perf_counter() - started, adapter_dir)
+    return run_text_encoder(config.text_encoder, adapter_dir)
+
+
+def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_path: Path | None = None,
+          text_encoder_dir: Path | None = None) -> TrainResult:
+    """The whole training run, up to a fitted model and its features (evaluation happens elsewhere).
+
+    `text_encoder_dir`: where the run keeps its text encoder's files; `text_encoder.adapt` saves its adapter there
+    (and needs it). Fine-tuned encoders are saved by the caller from the result instead.
+    """
     from moderation.data.build import build_splits
 
     device = pick_device(config.train.device)
@@ -373,6 +416,12 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     seconds = {"data": time.perf_counter() - clock}
     clock = time.perf_counter()
     text_encoder, image_encoder = build_encoders(config)
+    if config.text_encoder.adapt is not None and text_encoder is not None:
+        if text_encoder_dir is None:
+            raise ValueError("text_encoder.adapt: training needs a folder for the adapter (text_encoder_dir)")
+        text_encoder = adapt_text_encoder(config, compute_metrics, Path(text_encoder_dir), progress, log_path)
+        seconds["adapt"] = time.perf_counter() - clock
+        clock = time.perf_counter()
     features = split_features(config, splits, text_encoder, image_encoder, progress)
     seconds["encode"] = time.perf_counter() - clock
     clock = time.perf_counter()

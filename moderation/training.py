@@ -53,7 +53,7 @@ def train_run(config: Config, *, compute_metrics: MetricFn, out_dir: str | Path 
     started = time.perf_counter()
     with runfiles.staged_run_dir(out, overwrite=overwrite) as stage:
         (stage / runfiles.CONFIG).write_text(dump_config(config))
-        result = train(config, compute_metrics, progress, stage / runfiles.TRAIN_LOG)
+        result = train(config, compute_metrics, progress, stage / runfiles.TRAIN_LOG, stage / runfiles.TEXT_ENCODER)
         version = version or f"{config.run.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         scores = {s: run_model(result.model, result.features[s]) for s in runfiles.PREDICTION_SPLITS}
         # The validation scores are what drift monitoring compares live traffic against (`moderation monitor`).

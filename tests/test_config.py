@@ -38,6 +38,12 @@ def test_several_heads_need_a_frozen_encoder():
     with pytest.raises(ConfigError, match=r"head.members: 5 heads train on one frozen encoder.*'lora'"):
         config_from_dict(minimal(head={"members": 5}, text_encoder={"finetune": "lora"}))
 
+
+def test_an_adapted_encoder_is_then_used_frozen():
+    config_from_dict(minimal(head={"members": 5}, text_encoder={"adapt": {}}))
+    with pytest.raises(ConfigError, match=r"adapt: the adapted encoder is then used frozen; finetune is 'lora'"):
+        config_from_dict(minimal(text_encoder={"finetune": "lora", "adapt": {"rows_per_source": 100}}))
+
 def test_label_map_must_name_categories():
     tree = minimal()
     tree["datasets"]["d"]["label_map"] = {"toxic": {"field": "x", "positive": [1]}}

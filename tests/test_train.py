@@ -206,3 +206,18 @@ def _alone(model, head):
     single = copy.deepcopy(model)
     single.use_heads([copy.deepcopy(head)])
     return single
+
+
+def test_the_adaptation_stage_tunes_one_text_head_on_capped_training_sets_only(tiny_bert, tmp_path):
+    from moderation.train import adaptation_config
+
+    data = write_dataset(tmp_path / "d.jsonl", n=50, seed=1)
+    tree = tiny_config(data, tiny_bert, tmp_path / "run", head={"members": 5}, lexical={"weight": 0.5},
+                       text_encoder={"adapt": {"rows_per_source": 300, "epochs": 2, "lr": 0.001}})
+    tree["datasets"].update(small={"loader": "jsonl", "path": str(data), "max_samples": 100},
+                            held_out={"loader": "jsonl", "path": str(data), "use": "eval_only"})
+    stage = adaptation_config(config_from_dict(tree))
+    assert {n: d.max_samples for n, d in stage.datasets.items()} == {"synthetic": 300, "small": 100}
+    assert stage.text_encoder.finetune == "lora" and stage.text_encoder.adapt is None
+    assert (stage.head.members, stage.head.fusion, stage.lexical.weight) == (1, "text_only", 0.0)
+    assert (stage.train.epochs, stage.train.encoder_lr) == (2, 0.001)

@@ -139,3 +139,54 @@ def test_a_lora_run_keeps_only_its_adapter_and_scores_as_it_was_trained(tiny_ber
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
     # The embedding cache must never serve the bare base model's embeddings for this encoder.
     assert TextEncoder(config.text_encoder).identity != moderator.text_encoder.identity
+
+
+def test_an_adapted_run_trains_the_frozen_recipe_on_its_adapted_encoder_and_keeps_only_the_adapter(tiny_bert, tmp_path):
+    """text_encoder.adapt: LoRA first (its epochs marked in the train log), then several heads and the lexical view
+    on embeddings of the merged encoder, cached under that encoder's own key; the run holds the adapter alone and
+    loading it reproduces the scores training recorded."""
+    import json
+
+    from eval.evaluate import evaluate_run
+    from moderation import Moderator
+    from moderation.data.build import build_splits
+    from moderation.encoders.cache import cached_text_windows
+    from moderation.encoders.text import TextEncoder
+    from safetensors.torch import load_file
+
+    data = write_dataset(tmp_path / "d.jsonl", n=300, seed=6)
+    config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "unused", train={"epochs": 3},
+                                          text_encoder={"lora_r": 2, "adapt": {"rows_per_source": 200, "epochs": 2,
+                                                                               "batch_size": 64}},
+                                          head={"members": 2}, lexical={"weight": 0.5}))
+    out = train(config, tmp_path / "run", version="tiny-adapt")
+    evaluate_run(out, progress=False, baseline=False)
+    kept = {p.name for p in (out / runfiles.TEXT_ENCODER).iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= kept
+    assert not kept & {"model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"}
+    adapter = load_file(out / runfiles.TEXT_ENCODER / "adapter_model.safetensors")
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())
+
+    epochs = [json.loads(line) for line in (out / runfiles.TRAIN_LOG).read_text().splitlines()]
+    adapting = [e for e in epochs if e.get("encoder") == "lora"]
+    assert 1 <= len(adapting) <= 2 and "member" not in adapting[0]  # the adaptation stage: one head, its epochs
+    assert {e["member"] for e in epochs if "encoder" not in e} == {0, 1}  # then the frozen recipe's two heads
+    assert (out / runfiles.LEXICAL).exists()
+    assert "LoRA-adapted (r=2) on at most 200 rows per training set, 2 epochs, then frozen" in (out / "MODEL_CARD.md").read_text()
+
+    moderator = Moderator(out)
+    assert moderator.text_encoder.adapter
+    assert TextEncoder(config.text_encoder).identity != moderator.text_encoder.identity
+    # The heads trained on the adapted encoder's embeddings, cached under its key: encoding with the run's encoder
+    # finds that one store, the bare base model needs a store of its own.
+    cache = tmp_path / "cache"
+    stores = lambda: sorted(p.name for p in cache.iterdir())  # noqa: E731
+    trained_on = stores()
+    assert len(trained_on) == 1
+    cached_text_windows(moderator.text_encoder, ["hello cats"], cache, progress=False)
+    assert stores() == trained_on
+    cached_text_windows(TextEncoder(config.text_encoder), ["hello cats"], cache, progress=False)
+    assert len(stores()) == 2
+    recorded = runfiles.read_predictions(out).splits["test"]
+    texts = build_splits(runfiles.read_config(out))["test"]["text"]
+    assert np.allclose(moderator.predict_proba(list(texts)), recorded.fused, atol=1e-4)

@@ -168,7 +168,7 @@ def measure(args) -> dict:
     import torch
 
     from moderation import runfiles
-    from moderation.encoders.text import TextEncoder
+    from moderation.encoders.text import run_text_encoder
     from moderation.lexical import load_for_run
     from moderation.model import ModerationModel
 
@@ -179,8 +179,8 @@ def measure(args) -> dict:
     texts = [t or "" for t in rows["text"]]
     labels, mask = np.asarray(rows["labels"], np.float32), np.asarray(rows["label_mask"], bool)
     threads = torch.get_num_threads()
-    encoder = TextEncoder(config.text_encoder)
     run_dir = runfiles.resolve_run_dir(None)
+    encoder = run_text_encoder(config.text_encoder, run_dir / runfiles.TEXT_ENCODER)  # with the run's adapter, if any
     model, meta = ModerationModel.load(run_dir)
     lexical = load_for_run(run_dir, meta)
     names = model.categories
