@@ -386,7 +386,8 @@ def adapt_text_encoder(config: Config, compute_metrics: MetricFn, adapter_dir: P
     from moderation.encoders.text import run_text_encoder
 
     started = time.perf_counter()
-    log.info("adapting the text encoder: LoRA on at most %d rows per training set", config.text_encoder.adapt.rows_per_source)
+    log.info("adapting the text encoder: LoRA on at most %d rows per training set",
+             config.text_encoder.adapt.rows_per_source)
     stage = train(adaptation_config(config), compute_metrics, progress, log_path)
     if set(stage.zero_shot_classes) >= set(config.category_names):
         raise ValueError(f"text_encoder.adapt: no class has {config.zero_shot.min_train_positives} positives in the "

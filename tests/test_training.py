@@ -172,7 +172,8 @@ def test_an_adapted_run_trains_the_frozen_recipe_on_its_adapted_encoder_and_keep
     assert 1 <= len(adapting) <= 2 and "member" not in adapting[0]  # the adaptation stage: one head, its epochs
     assert {e["member"] for e in epochs if "encoder" not in e} == {0, 1}  # then the frozen recipe's two heads
     assert (out / runfiles.LEXICAL).exists()
-    assert "LoRA-adapted (r=2) on at most 200 rows per training set, 2 epochs, then frozen" in (out / "MODEL_CARD.md").read_text()
+    card = (out / runfiles.MODEL_CARD).read_text()
+    assert "LoRA-adapted (r=2) on at most 200 rows per training set, 2 epochs, then frozen" in card
 
     moderator = Moderator(out)
     assert moderator.text_encoder.adapter
@@ -180,7 +181,10 @@ def test_an_adapted_run_trains_the_frozen_recipe_on_its_adapted_encoder_and_keep
     # The heads trained on the adapted encoder's embeddings, cached under its key: encoding with the run's encoder
     # finds that one store, the bare base model needs a store of its own.
     cache = tmp_path / "cache"
-    stores = lambda: sorted(p.name for p in cache.iterdir())  # noqa: E731
+
+    def stores():
+        return sorted(p.name for p in cache.iterdir())
+
     trained_on = stores()
     assert len(trained_on) == 1
     cached_text_windows(moderator.text_encoder, ["hello cats"], cache, progress=False)

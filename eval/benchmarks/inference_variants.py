@@ -180,7 +180,8 @@ def measure(args) -> dict:
     labels, mask = np.asarray(rows["labels"], np.float32), np.asarray(rows["label_mask"], bool)
     threads = torch.get_num_threads()
     run_dir = runfiles.resolve_run_dir(None)
-    encoder = run_text_encoder(config.text_encoder, run_dir / runfiles.TEXT_ENCODER)  # with the run's adapter, if any
+    # The run's own encoder settings, with its adapter if it has one: what its head was trained on.
+    encoder = run_text_encoder(runfiles.read_config(run_dir).text_encoder, run_dir / runfiles.TEXT_ENCODER)
     model, meta = ModerationModel.load(run_dir)
     lexical = load_for_run(run_dir, meta)
     names = model.categories

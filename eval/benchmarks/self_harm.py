@@ -61,7 +61,8 @@ def measure(args) -> dict:
     trained_on = set(moderator.config.datasets)
     everything = common.load_config_checked(args.sets_config)
     label_column = everything.category_names.index(CATEGORY)  # the sets' taxonomy may order classes differently
-    out = {"version": moderator.version, "scoring": moderator.meta.get("zero_shot", {}).get(CATEGORY, "trained"), "review": thresholds[CATEGORY].review,
+    out = {"version": moderator.version, "scoring": moderator.meta.get("zero_shot", {}).get(CATEGORY, "trained"),
+           "review": thresholds[CATEGORY].review,
            "block": thresholds[CATEGORY].block, "may_block": thresholds[CATEGORY].may_block, "sets": {}, "everyday": {}}
     for name, ds in self_harm_sets(everything).items():
         if name in trained_on:
