@@ -218,6 +218,10 @@ class LossConfig(Strict):
                               "do (moderation.losses.source_balanced_weights), so the head cannot score a post by "
                               "which source it resembles; pos_weight is then not applied")
     max_row_weight: float = Field(20.0, ge=1, description="per_source: cap on one label's weight (the mean is 1)")
+    source_intercepts: bool = Field(
+        False, description="train both text views with an offset per (source, class) that the source labels both "
+                           "ways, dropped after training (moderation.losses.SourceIntercepts; the lexical view gets "
+                           "one-hot source columns): each source's base rate is the offset's job, not the head's")
     focal_gamma: float = Field(2.0, ge=0)
     # Each modality's own head is trained beside the fused one, so text-only and image-only scores mean
     # something on their own; this weighs their losses.

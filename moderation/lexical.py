@@ -33,20 +33,46 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the features change meaning (analyzers, n-gram ranges, hashing)
 HASH_BUCKETS = 2**26
+# The value of a source intercept's column: liblinear penalises every coefficient alike, so a column of ones
+# lets a source's style n-grams carry part of its base rate (cheaper under L2, spread over many n-grams); at 10
+# an intercept costs a hundredth of the penalty (as liblinear's own intercept_scaling does).
+INTERCEPT_SCALE = 10.0
 
 
-def fit_masked_logistic(features, label: np.ndarray, known: np.ndarray, C: float = 1.0, max_iter: int = 1000):
+def fit_masked_logistic(features, label: np.ndarray, known: np.ndarray, C: float = 1.0, max_iter: int = 1000,
+                        intercept_columns: sp.spmatrix | None = None):
     """A LogisticRegression fitted on the rows whose label is `known`, or the training prevalence (a float) when
-    only one label value is known there."""
+    only one label value is known there. `intercept_columns` (N, S), fitting only: extra columns (one-hot
+    sources) appended after the features; their coefficients come last in `coef_`, for the caller to drop."""
     from sklearn.linear_model import LogisticRegression
 
     y = label[known]
     if len(y) == 0 or np.all(y == y[0]):
         return float(y.mean()) if len(y) else 0.0
+    x = features[known]
+    if intercept_columns is not None:
+        x = sp.hstack([x, intercept_columns[known]], format="csr", dtype=x.dtype)
     # liblinear's dual solver visits coordinates in random order: seed it so a refit gives the same scores.
     model = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", dual=True, max_iter=max_iter,
                                random_state=0)
-    return model.fit(features[known], y.astype(np.int64))
+    return model.fit(x, y.astype(np.int64))
+
+
+def source_columns(sources, labels: np.ndarray, label_mask: np.ndarray) -> list[sp.csr_matrix]:
+    """Per class, (N, S) one-hot columns of the training rows' sources, for the sources that label the class both
+    ways (`moderation.losses.source_label_counts`; the others' rows get zeros): the lexical view's per-source
+    intercepts (`loss.source_intercepts`), dropped after fitting like the head's."""
+    from moderation.losses import source_label_counts
+
+    index, positives, negatives = source_label_counts(labels, label_mask, sources)
+    free = (positives > 0) & (negatives > 0)
+    rows = np.arange(len(index))
+    out = []
+    for c in range(free.shape[1]):
+        hit = free[index, c]
+        out.append(sp.csr_matrix((np.full(hit.sum(), INTERCEPT_SCALE, np.float32), (rows[hit], index[hit])),
+                                 shape=(len(index), free.shape[0])))
+    return out
 
 
 class LexicalModel:
@@ -128,8 +154,10 @@ class LexicalModel:
         return sp.hstack(blocks, format="csr", dtype=np.float32)
 
     def fit(self, texts: Sequence[str | None], labels: np.ndarray, label_mask: np.ndarray,
-            classes: np.ndarray) -> LexicalModel:
-        """Fit the idf on `texts` and a regression for each class where `classes` is True, on its known labels."""
+            classes: np.ndarray, sources: Sequence[str] | None = None) -> LexicalModel:
+        """Fit the idf on `texts` and a regression for each class where `classes` is True, on its known labels.
+        With `sources` (each text's source), each regression also fits per-source intercepts (`source_columns`),
+        which are then dropped: the kept weights score the average source."""
         from joblib import Parallel, delayed
         from sklearn.linear_model import LogisticRegression
 
@@ -139,15 +167,17 @@ class LexicalModel:
                              f"got {labels.shape} and {label_mask.shape}")
         x = self.features(texts, fit=True)
         chosen = np.flatnonzero(classes)
+        extra = source_columns(sources, labels, label_mask) if sources is not None else [None] * len(classes)
         # liblinear releases the GIL, so threads fit the classes side by side without copying the features.
         fitted = Parallel(n_jobs=min(len(chosen), os.cpu_count() or 1) or 1, prefer="threads")(
-            delayed(fit_masked_logistic)(x, labels[:, c], label_mask[:, c], self.C) for c in chosen)
+            delayed(fit_masked_logistic)(x, labels[:, c], label_mask[:, c], self.C, intercept_columns=extra[c])
+            for c in chosen)
         weights = np.zeros((len(classes), x.shape[1]), np.float16)
         bias = np.zeros(len(classes), np.float32)
         active = np.zeros(len(classes), bool)
         for c, model in zip(chosen, fitted):
             if isinstance(model, LogisticRegression):
-                weights[c] = model.coef_[0].astype(np.float16)
+                weights[c] = model.coef_[0][:x.shape[1]].astype(np.float16)  # source intercepts, if any, dropped
                 bias[c] = model.intercept_[0]
                 active[c] = True
             else:

@@ -8,6 +8,7 @@ Training pools sources whose base rates differ wildly (one source's posts are 83
 head can lower its loss by recognising which source a post resembles rather than what it says, and that
 does not carry to a source it never saw. `source_balanced_weights` takes the shortcut away: per class, every
 source weighs the same, and within a source its positives and its negatives weigh the same.
+`SourceIntercepts` answers it another way: a training-only offset per source absorbs each source's base rate.
 """
 
 from __future__ import annotations
@@ -52,6 +53,60 @@ def source_balanced_weights(labels: np.ndarray, label_mask: np.ndarray, sources,
             # Total weight known.sum() over the class; this group's share of it, spread over its rows.
             weights[rows, c] = known.sum() * share_of_source[s] / n_sources / len(rows)
     return np.minimum(weights, cap).astype(np.float32)
+
+
+def source_label_counts(labels: np.ndarray, label_mask: np.ndarray, sources) -> tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]:
+    """(row source index (N,), known positives (S, C), known negatives (S, C)), sources numbered in sorted order.
+    A (source, class) pair with both a positive and a negative is one a per-source intercept means a base rate
+    for; a source with only negatives of a class (generated hard negatives, say) gets none, so its rows teach
+    the head by what they say instead of being absorbed by an offset."""
+    names, index = np.unique(np.asarray(sources), return_inverse=True)
+    labels, label_mask = np.asarray(labels), np.asarray(label_mask, bool)
+    one_hot = np.eye(len(names), dtype=np.float32)[index]  # (N, S)
+    return index.astype(np.int64), one_hot.T @ (labels * label_mask), one_hot.T @ ((1 - labels) * label_mask)
+
+
+class SourceIntercepts(torch.nn.Module):
+    """Training-only logit offsets, one per (source, class) pair labelled both ways (`source_label_counts`), centred per
+    class over its free sources, so the shared head scores the average source.
+
+    Why: sources label at wildly different base rates (one source's posts are 83% toxic, another's 8%) and by
+    different standards. A pooled head lowers its loss by recognising which source a post resembles, which does
+    not carry to a source it never saw. With an intercept per source the base rate is the intercept's job, and
+    the head learns what separates positives from negatives within each source. The offsets are dropped after
+    training: nothing changes at prediction time. Unlike `source_balanced_weights`, no row's weight changes.
+
+    >>> si = SourceIntercepts(np.array([[1.], [0.], [1.], [0.], [0.]]), np.ones((5, 1), bool), ["a", "a", "b", "b", "c"])
+    >>> si.free[:, 0].tolist()  # c has no positive: no intercept of its own
+    [True, True, False]
+    >>> si(np.array([0, 2, 4]))[:, 0].tolist()  # a and b both 50% positive: no offset to start with
+    [0.0, 0.0, 0.0]
+    >>> with torch.no_grad():
+    ...     _ = si.offsets.copy_(torch.tensor([[2.], [0.], [5.]]))
+    >>> si(np.array([0, 2, 4]))[:, 0].tolist()
+    [1.0, -1.0, 0.0]
+    """
+
+    def __init__(self, labels: np.ndarray, label_mask: np.ndarray, sources):
+        super().__init__()
+        index, positives, negatives = source_label_counts(labels, label_mask, sources)
+        self.free = free = (positives > 0) & (negatives > 0)
+        self.register_buffer("index", torch.from_numpy(index))
+        self.register_buffer("free_mask", torch.from_numpy(free.astype(np.float32)))
+        # Start at each source's log-odds: a feature that tells sources apart is, for a head, as good a base rate
+        # as the intercept, and from zero gradient descent would share the work between them. Started here, the
+        # base rates are explained before the head learns anything. (pos_weight shifts every source's log-odds
+        # alike, and the centring takes that out.)
+        log_odds = np.where(free, np.log(np.maximum(positives, 1) / np.maximum(negatives, 1)), 0.0)
+        self.offsets = torch.nn.Parameter(torch.from_numpy(log_odds.astype(np.float32)))
+
+    def forward(self, rows) -> torch.Tensor:
+        """(B, C) offsets for training rows `rows` (indices into the rows the intercepts were built on)."""
+        free = self.free_mask
+        mean = (self.offsets * free).sum(0) / free.sum(0).clamp(min=1)
+        centred = (self.offsets - mean) * free
+        return centred[self.index[torch.as_tensor(rows, device=self.index.device)]]
 
 
 def _masked_mean(loss: torch.Tensor, label_mask: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -28,8 +28,8 @@ import torch
 from moderation.config import Config, config_from_dict
 from moderation.features import Features, featurize
 from moderation.lexical import LexicalModel
-from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
-                               source_balanced_weights)
+from moderation.losses import (SourceIntercepts, downsample_negatives, masked_bce, masked_focal, positive_weights,
+                               prior_correction, source_balanced_weights)
 from moderation.model import ModerationModel
 from moderation.scoring import run_model
 from moderation.zeroshot import ZeroShotScorer, build_prototypes, calibrate
@@ -164,7 +164,8 @@ def fit_lexical(config: Config, splits, features: dict[str, Features], keep: np.
     train = features["train"]
     lexical = LexicalModel(cfg.word_features, cfg.char_features, cfg.min_df, cfg.C, config.text_encoder.normalize,
                            config.text_encoder.platform_markup == "strip")
-    lexical.fit([texts["train"][i] for i in keep], train.labels[keep], train.label_mask[keep], trainable)
+    sources = np.asarray(splits["train"]["source"])[keep] if config.loss.source_intercepts else None
+    lexical.fit([texts["train"][i] for i in keep], train.labels[keep], train.label_mask[keep], trainable, sources)
     features = {name: f.with_lexical(lexical, texts[name]) for name, f in features.items()}
     log.info("lexical view fitted and applied in %.0f s", time.perf_counter() - started)
     return lexical, features
@@ -198,7 +199,8 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
 
     With `text_encoder` (fine-tuning) the encoder runs in the loop on `texts["train"]` and validation is
     re-encoded every epoch; otherwise the head trains on the cached window embeddings in `train`.
-    `sources` (N,): each training row's source, needed by `loss.balance: per_source`. `seed` (default
+    `sources` (N,): each training row's source, needed by `loss.balance: per_source` and `loss.source_intercepts`
+    (whose offsets train beside the head and are dropped when it is done). `seed` (default
     `train.seed`) orders the batches and draws dropout; `member` marks this head's epochs in the log.
     """
     from tqdm.auto import tqdm
@@ -220,6 +222,13 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
     trainable_t = torch.from_numpy(trainable).to(device)
     model.to(device)
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
+    intercepts = None
+    if config.loss.source_intercepts:
+        if sources is None:
+            raise ValueError("loss.source_intercepts needs each training row's source")
+        intercepts = SourceIntercepts(train.labels, train.label_mask, sources).to(device)
+        # Not decayed: an intercept is a base rate, and shrinking it would hand part of it back to the head.
+        groups.append({"params": [intercepts.offsets], "lr": cfg.lr, "weight_decay": 0.0})
     if text_encoder is not None:
         text_encoder.to(device)
         groups.append({"params": [p for p in text_encoder.parameters() if p.requires_grad], "lr": cfg.encoder_lr})
@@ -230,7 +239,7 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
     for epoch in bar:
         started = time.time()
         train_loss = _epoch(model, train, config, loss_fn, trainable_t, optimiser, rng, device, text_encoder, texts,
-                            row_weights)
+                            row_weights, intercepts)
         val = validation if text_encoder is None else _encode_in_loop(text_encoder, texts["validation"], validation, device)
         val_scores = run_model(model, val, device=device).fused
         metric = compute_metrics(validation.labels, validation.label_mask & trainable, val_scores)
@@ -260,7 +269,8 @@ def fit(model: ModerationModel, train: Features, validation: Features, config: C
 
 
 def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimiser, rng, device: str,
-           text_encoder=None, texts=None, row_weights: torch.Tensor | None = None) -> float:
+           text_encoder=None, texts=None, row_weights: torch.Tensor | None = None,
+           intercepts: SourceIntercepts | None = None) -> float:
     model.train()
     if text_encoder is not None:
         text_encoder.train()
@@ -278,6 +288,10 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
         mask = mask & trainable_t  # zero-shot classes are calibrated, not trained
         weight = row_weights[torch.as_tensor(idx, device=device)] if row_weights is not None else None
         logits = model(**inputs)
+        if intercepts is not None:
+            offset = intercepts(idx)
+            logits = {key: value + offset if key in ("fused", "text", "image") and value is not None else value
+                      for key, value in logits.items()}
         loss = loss_fn(logits["fused"], label, mask, weight)
         if config.loss.unimodal_weight and config.head.fusion in ("late", "concat"):
             # Each modality's own head also learns, on the posts that have that modality.

@@ -229,6 +229,31 @@ def test_bench_evasion_scores_a_run_as_trained_and_with_the_normaliser(tiny_bert
     assert "## Evasion" not in (run / runfiles.MODEL_CARD).read_text()
 
 
+def test_bench_evasion_switches_the_lexical_view_s_normaliser_with_the_encoder_s(tiny_bert, tmp_path, monkeypatch):
+    """The contrast row is what the normaliser buys, so neither view may keep normalising in it."""
+    from eval.benchmarks import evasion as bench
+    from eval.evaluate import train_and_evaluate
+    from moderation.config import config_from_dict
+    from moderation.lexical import LexicalModel
+    from tests.synthetic import tiny_config, write_dataset
+
+    data = write_dataset(tmp_path / "posts.jsonl", n=200, seed=4)
+    run = train_and_evaluate(config_from_dict(tiny_config(
+        data, tiny_bert, tmp_path / "run", train={"epochs": 3}, run={"baseline": False}, lexical={"weight": 0.5},
+        text_encoder={"normalize": True})), progress=False)
+    seen, prepared = set(), LexicalModel._prepared
+
+    def spy(self, texts):
+        seen.add(self.normalize)
+        return prepared(self, texts)
+
+    monkeypatch.setattr(LexicalModel, "_prepared", spy)
+    args = bench.build_parser().parse_args(["--run", str(run), "--max-rows", "20", "--kinds", "leet", "--no-write"])
+    m = bench.measure(args)
+    assert list(m["settings"]) == ["as trained (normaliser on)", "normaliser off at inference"]
+    assert seen == {True, False}
+
+
 def test_a_trial_on_some_kinds_leaves_the_runs_table_alone(tiny_bert, tmp_path):
     """`bench evasion --kinds ...` once replaced the shipped model's whole evasion table with three kinds."""
     from eval.benchmarks import evasion as bench

@@ -31,6 +31,32 @@ def test_fits_known_labels_only_and_scores_the_words_it_learnt():
     assert not model.active[1] and np.all(logits[:, 1] == 0)  # no known label: not fitted, logit 0
 
 
+def test_source_intercepts_take_a_source_s_base_rate_off_its_style_words():
+    # Source "forum" writes "greetings" in every post and is 70% badword; source "chat" writes "hey" and is 10%.
+    # Within each, only "badword" decides the label. A pooled regression also learns "greetings" as a harm word.
+    rng = np.random.default_rng(0)
+    texts, sources = [], []
+    for source, opener, rate in (("forum", "greetings", 0.7), ("chat", "hey", 0.1)):
+        for i in range(200):
+            word = "badword" if rng.random() < rate else "lunch"
+            texts.append(f"{opener} {word} {['today', 'again', 'now', 'here'][i % 4]}")
+            sources.append(source)
+    labels = labels_of(texts)
+    mask = np.ones_like(labels, bool)
+    mask[:, 1] = False
+    classes = np.array([True, False])
+    style_gap = {}
+    for kind, given in (("pooled", None), ("intercepts", sources)):
+        model = LexicalModel(normalize=False, min_df=1).fit(texts, labels, mask, classes, given)
+        greetings, hey = model.logits(["greetings today", "hey today"])[:, 0]
+        style_gap[kind] = greetings - hey
+        bad, good = model.logits(["hey badword now", "greetings lunch now"])[:, 0]
+        assert bad > 0 > good  # the content word still decides
+    assert style_gap["pooled"] > 0.5
+    assert abs(style_gap["intercepts"]) < style_gap["pooled"] / 3
+    assert model.weights.shape[1] == sum(len(b) for b in model.buckets.values())  # the intercepts were dropped
+
+
 def test_saved_file_round_trips_exactly_and_holds_no_words(tmp_path):
     labels = labels_of(TEXTS)
     model = LexicalModel(normalize=False).fit(TEXTS, labels, np.ones_like(labels, bool), np.array([True, False]))

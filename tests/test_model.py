@@ -7,8 +7,8 @@ import torch
 from moderation.config import TextEncoderConfig
 from moderation.features import Features, offsets_from_owner
 from moderation.fusion import FusionHead, max_per_owner
-from moderation.losses import (downsample_negatives, masked_bce, masked_focal, positive_weights, prior_correction,
-                               source_balanced_weights)
+from moderation.losses import (SourceIntercepts, downsample_negatives, masked_bce, masked_focal, positive_weights,
+                               prior_correction, source_balanced_weights)
 from moderation.model import ModerationModel
 from tests.tiny_models import BERT_HIDDEN
 
@@ -76,6 +76,35 @@ def test_source_balanced_weights_give_each_source_and_each_side_of_it_the_same_w
     assert len({round(float(t), 3) for t in total.values()}) == 1  # 4 groups, a quarter of the weight each
     assert w[mask[:, 1], 1][labels[mask[:, 1], 1] == 1].sum() == pytest.approx(w[mask[:, 1], 1].sum() / 2)
     assert source_balanced_weights(labels, mask, sources, cap=2).max() == 2.0
+
+
+def test_source_intercepts_learn_base_rates_the_head_then_need_not():
+    # One feature tells the sources apart, the other decides the label within each. Source "a" is 80% positive,
+    # "b" 10%. (A source with one label value gets no intercept: the doctest of SourceIntercepts.)
+    rng = np.random.default_rng(0)
+    sources = np.array(["a"] * 400 + ["b"] * 400)
+    labels = (rng.random(800) < np.r_[np.full(400, 0.8), np.full(400, 0.1)]).astype(np.float32)[:, None]
+    x = torch.tensor(np.stack([np.where(sources == "a", 1.0, -1.0), labels[:, 0] * 2 - 1 + rng.normal(0, 0.5, 800)],
+                              axis=1), dtype=torch.float32)
+    mask = torch.ones(800, 1, dtype=torch.bool)
+    weights = {}
+    for use in (False, True):
+        torch.manual_seed(0)
+        head = torch.nn.Linear(2, 1)
+        intercepts = SourceIntercepts(labels, mask.numpy(), sources)
+        optimiser = torch.optim.Adam(list(head.parameters()) + ([intercepts.offsets] if use else []), lr=0.05)
+        for _ in range(400):
+            logit = head(x) + (intercepts(np.arange(800)) if use else 0)
+            loss = masked_bce(logit, torch.from_numpy(labels), mask)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        weights[use] = head.weight.detach()[0]
+        centred = intercepts(np.arange(800))[:, 0].detach()
+        assert abs(float(centred[0] + centred[400])) < 1e-5  # centred: the head scores the average source
+    assert weights[False][0] > 0.3  # pooled: the source feature is read as evidence of harm
+    assert abs(float(weights[True][0])) < weights[False][0] / 3  # with intercepts: far less
+    assert weights[True][1] > 1  # the content feature still decides
 
 
 def test_weighted_masked_loss_is_the_weighted_mean_over_known_labels():

@@ -98,6 +98,24 @@ def test_variants_train(tiny_bert, tmp_path, overrides):
         assert np.allclose(result.model.prior_offset[trained_classes].numpy(), np.log(0.5))
 
 
+def test_source_intercepts_train_beside_both_views_and_leave_scoring_alone(tiny_bert, tmp_path):
+    # Two sources at different base rates; the intercepts exist in training only, so the model a run saves is the
+    # same kind of model and scores validation posts by what they say.
+    busy = write_dataset(tmp_path / "busy.jsonl", n=200, seed=4, positive_rate=0.6)
+    quiet = write_dataset(tmp_path / "quiet.jsonl", n=200, seed=5, positive_rate=0.1)
+    tree = tiny_config(busy, tiny_bert, tmp_path / "run", loss={"source_intercepts": True}, lexical={"weight": 0.5},
+                       train={"epochs": 5})
+    tree["datasets"]["quiet"] = {"loader": "jsonl", "path": str(quiet)}
+    result = train(config_from_dict(tree), mean_ap, progress=False)
+    assert set(result.splits["train"]["source"]) == {"synthetic", "quiet"}
+    assert not any(name.startswith("intercept") or "offsets" in name for name in result.model.state_dict())
+    lexical = result.lexical
+    assert lexical.weights.shape[1] == sum(len(b) for b in lexical.buckets.values())
+    scores = run_model(result.model, result.features["validation"]).fused
+    labels, known = result.features["validation"].labels, result.features["validation"].label_mask
+    assert mean_ap(labels, known & ~np.isin(CATEGORIES, list(result.zero_shot_classes)), scores) > 0.5
+
+
 def test_open_nsfw_scores_sexual_images_when_image_positives_are_few(tiny_bert, tmp_path):
     data = write_dataset(tmp_path / "d.jsonl", n=120, seed=8, images=True)
     config = config_from_dict(tiny_config(data, tiny_bert, tmp_path / "run", image_encoder={"kind": "opennsfw"},

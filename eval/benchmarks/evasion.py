@@ -8,10 +8,11 @@ through `Moderator.score_arrays` (the serving path) as written, and again after 
 
 - *as trained*: the run's `text_encoder.normalize`, i.e. what the run deploys (the per-class table and the
   verdict are for this setting);
-- the other setting on the same head, for contrast: the normaliser (`moderation.encoders.normalize.
+- the other setting on the same models, for contrast: the normaliser (`moderation.encoders.normalize.
   normalize_text` before tokenising) switched on for a run trained without it, or off for a run trained with
-  it (what the normaliser buys). The normaliser leaves ordinary text unchanged, so the clean column moves
-  only where the test texts themselves hold look-alikes or leetspeak.
+  it (what the normaliser buys), for the text encoder and the lexical view alike. The normaliser leaves
+  ordinary text unchanged, so the clean column moves only where the test texts themselves hold look-alikes or
+  leetspeak.
 
 The measurement is also kept in the run directory (`evasion.json`, replaced when the run is retrained), so
 the next `moderation evaluate --run RUN` puts the evasion table into the model card; only a measurement of
@@ -70,7 +71,10 @@ def measure(args) -> dict:
                 "normaliser off at inference" if as_trained else "normaliser at inference": not as_trained}
     out = {}
     for name, normalize in settings.items():
+        # Both views read text through the normaliser (the lexical view's n-grams too), so both switch together.
         moderator.text_encoder.cfg = moderator.text_encoder.cfg.model_copy(update={"normalize": normalize})
+        if moderator.lexical_model is not None:
+            moderator.lexical_model.normalize = normalize
         started = time.perf_counter()
 
         def score(texts):
