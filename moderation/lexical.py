@@ -60,12 +60,11 @@ def fit_masked_logistic(features, label: np.ndarray, known: np.ndarray, C: float
 
 def source_columns(sources, labels: np.ndarray, label_mask: np.ndarray) -> list[sp.csr_matrix]:
     """Per class, (N, S) one-hot columns of the training rows' sources, for the sources that label the class both
-    ways (`moderation.losses.source_label_counts`; the others' rows get zeros): the lexical view's per-source
+    ways (`moderation.losses.source_base_rates`; the others' rows get zeros): the lexical view's per-source
     intercepts (`loss.source_intercepts`), dropped after fitting like the head's."""
-    from moderation.losses import source_label_counts
+    from moderation.losses import source_base_rates
 
-    index, positives, negatives = source_label_counts(labels, label_mask, sources)
-    free = (positives > 0) & (negatives > 0)
+    index, free, _ = source_base_rates(labels, label_mask, sources)
     rows = np.arange(len(index))
     out = []
     for c in range(free.shape[1]):

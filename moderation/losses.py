@@ -55,20 +55,24 @@ def source_balanced_weights(labels: np.ndarray, label_mask: np.ndarray, sources,
     return np.minimum(weights, cap).astype(np.float32)
 
 
-def source_label_counts(labels: np.ndarray, label_mask: np.ndarray, sources) -> tuple[np.ndarray, np.ndarray,
-                                                                                       np.ndarray]:
-    """(row source index (N,), known positives (S, C), known negatives (S, C)), sources numbered in sorted order.
-    A (source, class) pair with both a positive and a negative is one a per-source intercept means a base rate
-    for; a source with only negatives of a class (generated hard negatives, say) gets none, so its rows teach
-    the head by what they say instead of being absorbed by an offset."""
+def source_base_rates(labels: np.ndarray, label_mask: np.ndarray, sources) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+    """(row source index (N,), free (S, C) bool, log-odds (S, C)), sources numbered in sorted order. A (source,
+    class) pair is free when the source has both a known positive and a known negative of the class: the pairs a
+    per-source intercept means a base rate for; their log-odds of a positive, 0 elsewhere. A source with only
+    negatives of a class (generated hard negatives, say) gets none, so its rows teach by what they say instead
+    of being absorbed by an offset."""
     names, index = np.unique(np.asarray(sources), return_inverse=True)
     labels, label_mask = np.asarray(labels), np.asarray(label_mask, bool)
     one_hot = np.eye(len(names), dtype=np.float32)[index]  # (N, S)
-    return index.astype(np.int64), one_hot.T @ (labels * label_mask), one_hot.T @ ((1 - labels) * label_mask)
+    positives, negatives = one_hot.T @ (labels * label_mask), one_hot.T @ ((1 - labels) * label_mask)
+    free = (positives > 0) & (negatives > 0)
+    log_odds = np.where(free, np.log(np.maximum(positives, 1) / np.maximum(negatives, 1)), 0.0)
+    return index.astype(np.int64), free, log_odds
 
 
 class SourceIntercepts(torch.nn.Module):
-    """Training-only logit offsets, one per (source, class) pair labelled both ways (`source_label_counts`), centred per
+    """Training-only logit offsets, one per (source, class) pair labelled both ways (`source_base_rates`), centred per
     class over its free sources, so the shared head scores the average source.
 
     Why: sources label at wildly different base rates (one source's posts are 83% toxic, another's 8%) and by
@@ -90,15 +94,14 @@ class SourceIntercepts(torch.nn.Module):
 
     def __init__(self, labels: np.ndarray, label_mask: np.ndarray, sources):
         super().__init__()
-        index, positives, negatives = source_label_counts(labels, label_mask, sources)
-        self.free = free = (positives > 0) & (negatives > 0)
+        index, free, log_odds = source_base_rates(labels, label_mask, sources)
+        self.free = free
         self.register_buffer("index", torch.from_numpy(index))
         self.register_buffer("free_mask", torch.from_numpy(free.astype(np.float32)))
         # Start at each source's log-odds: a feature that tells sources apart is, for a head, as good a base rate
         # as the intercept, and from zero gradient descent would share the work between them. Started here, the
         # base rates are explained before the head learns anything. (pos_weight shifts every source's log-odds
         # alike, and the centring takes that out.)
-        log_odds = np.where(free, np.log(np.maximum(positives, 1) / np.maximum(negatives, 1)), 0.0)
         self.offsets = torch.nn.Parameter(torch.from_numpy(log_odds.astype(np.float32)))
 
     def forward(self, rows) -> torch.Tensor:

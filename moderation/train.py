@@ -82,11 +82,17 @@ def pick_device(setting: str) -> str:
     return setting
 
 
-def build_encoders(config: Config):
-    from moderation.encoders.text import TextEncoder
+def reads_text(config: Config) -> bool:
+    """Whether the run has a text encoder: an image-only head reads no captions, but still needs the text encoder
+    for the text in pictures (OCR)."""
+    return config.head.fusion != "image_only" or config.image_encoder.ocr
 
-    # An image-only head reads no captions, but still needs the text encoder for the text in pictures (OCR).
-    text = TextEncoder(config.text_encoder) if config.head.fusion != "image_only" or config.image_encoder.ocr else None
+
+def build_encoders(config: Config, adapter_dir: Path | None = None):
+    """The run's encoders; `adapter_dir`: a LoRA adapter to merge into the text encoder (`text_encoder.adapt`)."""
+    from moderation.encoders.text import run_text_encoder
+
+    text = run_text_encoder(config.text_encoder, adapter_dir) if reads_text(config) else None
     image = None
     if config.image_encoder.kind != "none" and config.head.fusion != "text_only":
         from moderation.encoders.image import build_image_encoder
@@ -290,8 +296,7 @@ def _epoch(model, train: Features, config: Config, loss_fn, trainable_t, optimis
         logits = model(**inputs)
         if intercepts is not None:
             offset = intercepts(idx)
-            logits = {key: value + offset if key in ("fused", "text", "image") and value is not None else value
-                      for key, value in logits.items()}
+            logits = {key: value if value is None else value + offset for key, value in logits.items()}
         loss = loss_fn(logits["fused"], label, mask, weight)
         if config.loss.unimodal_weight and config.head.fusion in ("late", "concat"):
             # Each modality's own head also learns, on the posts that have that modality.
@@ -395,10 +400,8 @@ def adaptation_config(config: Config) -> Config:
 
 def adapt_text_encoder(config: Config, compute_metrics: MetricFn, adapter_dir: Path, progress: bool = True,
                        log_path: Path | None = None):
-    """Train LoRA adapters (`adaptation_config`), save them to `adapter_dir` and return the text encoder a run
-    with this adapter loads (`run_text_encoder`): the base model with the adapter merged, frozen from here on."""
-    from moderation.encoders.text import run_text_encoder
-
+    """Train LoRA adapters (`adaptation_config`) and save them to `adapter_dir`, where `build_encoders` merges them
+    into the text encoder the rest of the run uses frozen."""
     started = time.perf_counter()
     log.info("adapting the text encoder: LoRA on at most %d rows per training set",
              config.text_encoder.adapt.rows_per_source)
@@ -408,7 +411,6 @@ def adapt_text_encoder(config: Config, compute_metrics: MetricFn, adapter_dir: P
                          f"capped sample, so there is nothing to adapt the encoder to; raise rows_per_source")
     stage.text_encoder.model.save_pretrained(adapter_dir)  # peft writes the adapter alone, never the base weights
     log.info("text encoder adapted in %.0f s; adapter saved to %s", time.perf_counter() - started, adapter_dir)
-    return run_text_encoder(config.text_encoder, adapter_dir)
 
 
 def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_path: Path | None = None,
@@ -430,13 +432,15 @@ def train(config: Config, compute_metrics: MetricFn, progress: bool = True, log_
     log.info("rows: %s", {k: len(v) for k, v in splits.items()})
     seconds = {"data": time.perf_counter() - clock}
     clock = time.perf_counter()
-    text_encoder, image_encoder = build_encoders(config)
-    if config.text_encoder.adapt is not None and text_encoder is not None:
+    adapter_dir = None
+    if config.text_encoder.adapt is not None and reads_text(config):
         if text_encoder_dir is None:
             raise ValueError("text_encoder.adapt: training needs a folder for the adapter (text_encoder_dir)")
-        text_encoder = adapt_text_encoder(config, compute_metrics, Path(text_encoder_dir), progress, log_path)
+        adapter_dir = Path(text_encoder_dir)
+        adapt_text_encoder(config, compute_metrics, adapter_dir, progress, log_path)
         seconds["adapt"] = time.perf_counter() - clock
         clock = time.perf_counter()
+    text_encoder, image_encoder = build_encoders(config, adapter_dir)
     features = split_features(config, splits, text_encoder, image_encoder, progress)
     seconds["encode"] = time.perf_counter() - clock
     clock = time.perf_counter()
