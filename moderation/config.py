@@ -42,6 +42,10 @@ class LabelRule(Strict):
     new label value in the data never silently becomes a negative) or a numeric `at_least` threshold for
     fractional annotator votes. With several fields, the row is positive if any field is positive and
     negative only if all are negative.
+
+    A rule may list negatives only: a source whose annotators judged a post harmless throughout ("not
+    offensive") says it is no threat or hate either, though it never labels that class's positives. Such
+    negatives come from the source's own judgement, never from absence (an unlisted class stays unknown).
     """
 
     field: str | list[str]
@@ -64,8 +68,8 @@ class LabelRule(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> LabelRule:
-        if self.at_least is None and not self.positive:
-            raise ValueError("give `positive` values or an `at_least` threshold")
+        if self.at_least is None and not (self.positive or self.negative):
+            raise ValueError("give `positive` and/or `negative` values, or an `at_least` threshold")
         if self.at_least is not None and (self.positive or self.negative):
             raise ValueError("`at_least` replaces `positive`/`negative`; give one or the other")
         overlap = set(self.positive) & set(self.negative) | set(self.positive) & set(self.unknown)

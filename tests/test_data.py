@@ -70,6 +70,14 @@ def test_label_rule_outcomes():
     assert rule_outcome(multi, {"a": "0", "b": None}, "w") is None
     frac = LabelRule(field="f", at_least=0.5)
     assert rule_outcome(frac, {"f": "0.66"}, "w") == 1 and rule_outcome(frac, {"f": "0.33"}, "w") == 0
+    # Negatives only: a source's "not offensive" says "no threat" too; its offensive posts stay unknown.
+    implied = LabelRule(field="c", negative=["neither"], unknown=["hate", "offensive"])
+    assert rule_outcome(implied, {"c": "neither"}, "w") == 0
+    assert rule_outcome(implied, {"c": "offensive"}, "w") is None
+    with pytest.raises(DataError, match="value 'spam'"):
+        rule_outcome(implied, {"c": "spam"}, "w")
+    with pytest.raises(ValueError, match="give `positive` and/or `negative`"):
+        LabelRule(field="c", unknown=["?"])
 
 
 def test_splits_are_stable_grouped_and_respect_official_ones():
