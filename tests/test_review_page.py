@@ -241,6 +241,7 @@ def test_a_reviewer_undoes_a_decision_and_asks_for_a_second_review_from_the_page
     page.keyboard.press("a")
     page.keyboard.press("Enter")
     expect(page.locator("#message")).to_contain_text(f"#{first_id} decided: allow")
+    expect(page.locator("#skip")).to_be_enabled()  # idle again (the next item's claim is done): one request at a time
     page.locator(f"#recent-list li[data-item='{first_id}']").get_by_role("button", name="Second review").click()
     expect(page.locator("#message")).to_contain_text("second opinion")
     assert queue.get(first_id).status == "pending" and queue.decision(first_id).action == "allow"
