@@ -72,7 +72,8 @@ class LabelRule(Strict):
             raise ValueError("give `positive` and/or `negative` values, or an `at_least` threshold")
         if self.at_least is not None and (self.positive or self.negative):
             raise ValueError("`at_least` replaces `positive`/`negative`; give one or the other")
-        overlap = set(self.positive) & set(self.negative) | set(self.positive) & set(self.unknown)
+        positive, negative, unknown = set(self.positive), set(self.negative), set(self.unknown)
+        overlap = positive & negative | positive & unknown | negative & unknown  # else the first list read would win
         if overlap:
             raise ValueError(f"values listed twice: {sorted(overlap)}")
         return self

@@ -78,6 +78,8 @@ def test_label_rule_outcomes():
         rule_outcome(implied, {"c": "spam"}, "w")
     with pytest.raises(ValueError, match="give `positive` and/or `negative`"):
         LabelRule(field="c", unknown=["?"])
+    with pytest.raises(ValueError, match="values listed twice"):
+        LabelRule(field="c", negative=["neither"], unknown=["neither"])
 
 
 def test_splits_are_stable_grouped_and_respect_official_ones():
