@@ -8,8 +8,10 @@ route, so that:
   when it presents no valid key: FastAPI reads and validates a route's body before its dependencies run, so
   a key dependency alone lets unauthenticated slow or huge bodies hold the replica. Roles are still checked
   by the routes' dependencies (`serve.auth`);
-- the whole body must arrive within `body_timeout_s` of the request's start, or the request ends with 408:
-  a slow client cannot hold a slot for longer than that;
+- the whole body must arrive within `body_timeout_s` of the route's first read of it, or the request ends with
+  408: a slow client cannot hold a slot for longer than that. The clock starts at that read, not when the
+  request arrived: under load the event loop may reach a request seconds late, and that wait is the server's,
+  not the client's (a body already received is never refused for it);
 - while the service drains for shutdown, new requests other than the probes get 503 + Retry-After, and
   requests already running finish (`in_flight` counts them);
 - a scoring request (`SCORING_PATHS`) beyond `max_scoring` in flight on this replica is answered 503 +
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PROBES = frozenset({"/healthz", "/readyz"})
 SCORING_PATHS = frozenset({"/v1/moderate", "/v1/moderations", "/v1alpha1/comments:analyze"})
+RECEIVED_FLOOR_S = 0.05  # past the body deadline, how long a read may still wait for bytes already received
 DRAIN_QUIET_S = 0.5  # a drain ends only once no request has arrived for this long (Gate.drain)
 
 
@@ -58,15 +61,18 @@ class AdmissionMiddleware:
             return await _json(send, 503, {"detail": "the service is at capacity; retry shortly"},
                                {"retry-after": str(gate.retry_after_s)})
         timeout_s = gate.body_timeout_s
-        deadline = time.monotonic() + timeout_s
+        deadline = None  # set by the route's first read of the body
         body_done, timed_out, answered = False, False, False
 
         async def receive_by_deadline():
-            nonlocal body_done, timed_out
+            nonlocal body_done, timed_out, deadline
             if body_done or timed_out:  # after the body only a disconnect can come: no deadline on it
                 return await receive() if not timed_out else {"type": "http.disconnect"}
+            if deadline is None:
+                deadline = time.monotonic() + timeout_s
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
+                # The floor lets a part already buffered through however late the loop gets here.
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), RECEIVED_FLOOR_S))
             except asyncio.TimeoutError:
                 # Not raised from here: middlewares built on task groups would wrap it in an ExceptionGroup.
                 # The app sees a disconnect, and its answer is replaced by the 408 below.
