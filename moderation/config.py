@@ -138,11 +138,14 @@ class TextEncoderConfig(Strict):
     # 'mpnet-package' = all-mpnet-base-v2 from five optional weight wheels (moderation.encoders.packaged);
     # anything else goes to AutoModel.from_pretrained (a local folder, or a hub id when online).
     model: str = "minilm-package"
-    pooling: Literal["mean", "cls", "mean_middle_and_last", "mean_all_layers"] = Field(
+    pooling: Literal["mean", "cls", "mean_middle_and_last", "mean_all_layers", "mean_middle_max_and_last"] = Field(
         "mean", description="mean: the mean of the last layer's token vectors (what sentence-transformers trained); "
                             "cls: the first token's; mean_middle_and_last: the means of the middle and the last "
                             "layer side by side (twice the width): lower layers keep more of the words themselves; "
-                            "mean_all_layers: every transformer layer's mean side by side (layers times the width)")
+                            "mean_all_layers: every transformer layer's mean side by side (layers times the width); "
+                            "mean_middle_max_and_last: mean_middle_and_last with the last layer's per-dimension "
+                            "maximum over tokens between them (three times the width): the one word that decides "
+                            "a post is not averaged away")
     max_length: int = Field(256, ge=8, description="tokens per window")
     window_stride: int = Field(64, ge=0, description="tokens shared by consecutive windows of a long text")
     max_windows: int = Field(8, ge=1, description="windows per text; tokens past these are not scored")

@@ -263,7 +263,29 @@ def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
     assert every.identity != last.identity
 
 
-@pytest.mark.parametrize("pooling", ["mean_middle_and_last", "mean_all_layers"])
+def test_max_pooling_adds_the_last_layers_peak_between_the_means(tiny_bert):
+    """mean_middle_max_and_last: [middle mean | last layer's per-dimension maximum | last mean], each unit length;
+    padding never wins the maximum, so a post's vector is the same alone or padded in a batch."""
+    from moderation.encoders.text import TextEncoder
+
+    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
+    peak = TextEncoder(TextEncoderConfig(pooling="mean_middle_max_and_last", **base))
+    both = TextEncoder(TextEncoderConfig(pooling="mean_middle_and_last", **base))
+    texts = ["hello there", "a longer sentence about cats and dogs"]
+    emb, _ = peak.encode(texts)
+    assert peak.dim == 3 * BERT_HIDDEN and emb.shape == (2, 3 * BERT_HIDDEN)
+    parts = emb.reshape(2, 3, BERT_HIDDEN) * 3 ** 0.5
+    assert np.allclose(np.linalg.norm(parts, axis=2), 1.0, atol=1e-5)
+    halves = both.encode(texts)[0].reshape(2, 2, BERT_HIDDEN) * 2 ** 0.5
+    assert np.allclose(parts[:, [0, 2]], halves, atol=1e-5)  # the means are mean_middle_and_last's
+    ids, mask = peak.pad(peak.windows(texts[:1]).input_ids)
+    hidden = peak.model(input_ids=ids, attention_mask=mask).last_hidden_state[0]
+    expected = torch.nn.functional.normalize(hidden.max(0).values, dim=-1).detach().numpy()
+    assert np.allclose(parts[0, 1], expected, atol=1e-5)  # the short text was padded beside the long one
+    assert peak.identity != both.identity and peak.similarity_dims == BERT_HIDDEN
+
+
+@pytest.mark.parametrize("pooling", ["mean_middle_and_last", "mean_all_layers", "mean_middle_max_and_last"])
 def test_zero_shot_similarity_of_a_layered_pooling_is_the_last_layers_cosine(tiny_bert, tmp_path, pooling):
     """Seed phrases are compared the way the encoder was trained to compare sentences (last layer's mean), so a
     pooling that adds other layers for the head leaves zero-shot scores as they were; it survives save/load."""

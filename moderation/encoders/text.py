@@ -144,7 +144,7 @@ class TextEncoder(torch.nn.Module):
         self.model.eval()
         width = int(self.model.config.hidden_size)
         # How many layers' means the pooling puts side by side (the last one always last).
-        self.pooled_layers = {"mean_middle_and_last": 2,
+        self.pooled_layers = {"mean_middle_and_last": 2, "mean_middle_max_and_last": 3,
                               "mean_all_layers": int(self.model.config.num_hidden_layers)}.get(cfg.pooling, 1)
         self.dim = self.pooled_layers * width
         # Zero-shot similarity compares the last layer's part only (moderation.zeroshot); None: the whole vector.
@@ -220,11 +220,16 @@ class TextEncoder(torch.nn.Module):
             return mean(out)
         # hidden_states[0] is the embedding layer; the middle transformer layer is len // 2. Each part is unit
         # length, the whole scaled to unit length too, so cosine similarity (zero-shot prototypes) still works.
+        middle = result.hidden_states[len(result.hidden_states) // 2]
         if self.cfg.pooling == "mean_all_layers":
-            chosen = list(result.hidden_states[1:-1]) + [out]
+            parts = [mean(h) for h in result.hidden_states[1:-1]] + [mean(out)]
+        elif self.cfg.pooling == "mean_middle_max_and_last":
+            # Padding can never be a token's maximum; the last layer's mean stays last (zero-shot compares it).
+            peak = out.masked_fill(mask == 0, torch.finfo(out.dtype).min).amax(1)
+            parts = [mean(middle), torch.nn.functional.normalize(peak, dim=-1), mean(out)]
         else:
-            chosen = [result.hidden_states[len(result.hidden_states) // 2], out]
-        return torch.cat([mean(h) for h in chosen], dim=-1) / len(chosen) ** 0.5  # (B, len(chosen) * H)
+            parts = [mean(middle), mean(out)]
+        return torch.cat(parts, dim=-1) / len(parts) ** 0.5  # (B, len(parts) * H)
 
     def pad(self, ids: list[list[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
