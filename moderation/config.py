@@ -213,6 +213,9 @@ class LexicalConfig(Strict):
     word_features: int = Field(50_000, ge=1, description="most frequent word 1-2 gram buckets kept")
     char_features: int = Field(100_000, ge=1, description="most frequent char_wb 2-5 gram buckets kept")
     min_df: int = Field(2, ge=1, description="a bucket is kept only when at least this many training texts have it")
+    min_sources: int = Field(1, ge=1, description="a bucket is kept only when texts of at least this many training "
+                                                  "sources (datasets) have it: n-grams one source alone uses are "
+                                                  "its topic or idiom more than harm")
     C: float = Field(1.0, gt=0, description="inverse L2 regularisation strength of each regression")
 
 

@@ -80,7 +80,9 @@ class LexicalModel:
 
     N-grams are hashed into 2**26 buckets, and, as a vocabulary would, only the most frequent buckets seen in
     training (at least `min_df` texts each, at most `word_features` / `char_features`) become features: keeping
-    every rare n-gram cost 0.035 any-harm PR-AUC on an unseen source. A bucket is an integer, not a word, and
+    every rare n-gram cost 0.035 any-harm PR-AUC on an unseen source. With `min_sources` > 1 a bucket must also
+    occur in texts of that many training sources: an n-gram only one source uses (its topic, its platform's
+    idiom) says more about that source than about harm on the next one. A bucket is an integer, not a word, and
     2**26 buckets make two kept n-grams sharing one rare.
 
     >>> texts = ["bad words here", "nice words here", "bad stuff again", "nice stuff again"] * 3
@@ -92,9 +94,10 @@ class LexicalModel:
     """
 
     def __init__(self, word_features: int = 100_000, char_features: int = 200_000, min_df: int = 2, C: float = 1.0,
-                 normalize: bool = True, strip_markup: bool = False):
+                 normalize: bool = True, strip_markup: bool = False, min_sources: int = 1):
         self.max_features = {"word": int(word_features), "char": int(char_features)}
         self.min_df, self.C, self.normalize = int(min_df), float(C), bool(normalize)
+        self.min_sources = int(min_sources)
         self.strip_markup = bool(strip_markup)
         self.buckets: dict[str, np.ndarray] = {}  # analyzer -> (K,) sorted uint32 bucket ids kept as features
         self.idf: dict[str, np.ndarray] = {}  # analyzer -> (K,) float16
@@ -116,12 +119,21 @@ class LexicalModel:
 
         return model_texts(["" if t is None else str(t).strip() for t in texts], self.normalize, self.strip_markup)
 
-    def _choose_buckets(self, name: str, counts: sp.csr_matrix) -> None:
-        """Keep the buckets in at least `min_df` texts, the `max_features` most frequent of them (as
-        scikit-learn's vocabulary limits do: by total count, ties to the lower id)."""
+    def _choose_buckets(self, name: str, counts: sp.csr_matrix, sources: np.ndarray | None = None) -> None:
+        """Keep the buckets in at least `min_df` texts (and, with `sources`, texts of at least `min_sources`
+        sources), the `max_features` most frequent of them (as scikit-learn's vocabulary limits do: by total
+        count, ties to the lower id)."""
         ids, inverse = np.unique(counts.indices, return_inverse=True)
         df, total = np.bincount(inverse), np.bincount(inverse, weights=counts.data)
-        ids, total = ids[df >= self.min_df], total[df >= self.min_df]
+        enough = df >= self.min_df
+        if self.min_sources > 1:
+            if sources is None:
+                raise ValueError(f"lexical view: min_sources={self.min_sources} needs each training text's source")
+            source_index = np.unique(np.asarray(sources), return_inverse=True)[1]
+            row = np.repeat(source_index, np.diff(counts.indptr))  # each stored count's source
+            pairs = np.unique(inverse.astype(np.int64) * (source_index.max() + 1) + row)
+            enough &= np.bincount(pairs // (source_index.max() + 1), minlength=len(ids)) >= self.min_sources
+        ids, total = ids[enough], total[enough]
         keep = np.argsort(-total, kind="stable")[:self.max_features[name]]
         self.buckets[name] = np.sort(ids[keep]).astype(np.uint32)
 
@@ -133,8 +145,9 @@ class LexicalModel:
         row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[hit]
         return sp.csr_matrix((counts.data[hit], (row, pos[hit])), shape=(counts.shape[0], len(buckets)))
 
-    def features(self, texts: Sequence[str | None], fit: bool = False) -> sp.csr_matrix:
-        """(N, K_word + K_char) TF-IDF rows; `fit` chooses the buckets and learns the idf from these texts first."""
+    def features(self, texts: Sequence[str | None], fit: bool = False, sources: np.ndarray | None = None) -> sp.csr_matrix:
+        """(N, K_word + K_char) TF-IDF rows; `fit` chooses the buckets (`sources`: each text's, for `min_sources`)
+        and learns the idf from these texts first."""
         from sklearn.feature_extraction.text import TfidfTransformer
 
         texts = self._prepared(texts)
@@ -142,7 +155,7 @@ class LexicalModel:
         for name, hasher in self._hashers().items():
             counts = hasher.transform(texts)
             if fit:
-                self._choose_buckets(name, counts)
+                self._choose_buckets(name, counts, sources)
             counts = self._kept(name, counts)
             tfidf = TfidfTransformer(sublinear_tf=True)
             if fit:
@@ -153,10 +166,12 @@ class LexicalModel:
         return sp.hstack(blocks, format="csr", dtype=np.float32)
 
     def fit(self, texts: Sequence[str | None], labels: np.ndarray, label_mask: np.ndarray,
-            classes: np.ndarray, sources: Sequence[str] | None = None) -> LexicalModel:
+            classes: np.ndarray, sources: Sequence[str] | None = None,
+            source_intercepts: bool = False) -> LexicalModel:
         """Fit the idf on `texts` and a regression for each class where `classes` is True, on its known labels.
-        With `sources` (each text's source), each regression also fits per-source intercepts (`source_columns`),
-        which are then dropped: the kept weights score the average source."""
+        `sources` (each text's source) is needed for `min_sources`, and for `source_intercepts`: each regression
+        then also fits per-source intercepts (`source_columns`), which are dropped after fitting, so the kept
+        weights score the average source."""
         from joblib import Parallel, delayed
         from sklearn.linear_model import LogisticRegression
 
@@ -164,9 +179,11 @@ class LexicalModel:
         if labels.shape != (len(texts), len(classes)) or label_mask.shape != labels.shape:
             raise ValueError(f"labels and label_mask must be (N, C) = ({len(texts)}, {len(classes)}), "
                              f"got {labels.shape} and {label_mask.shape}")
-        x = self.features(texts, fit=True)
+        if source_intercepts and sources is None:
+            raise ValueError("lexical view: source_intercepts needs each training text's source")
+        x = self.features(texts, fit=True, sources=None if sources is None else np.asarray(sources))
         chosen = np.flatnonzero(classes)
-        extra = source_columns(sources, labels, label_mask) if sources is not None else [None] * len(classes)
+        extra = source_columns(sources, labels, label_mask) if source_intercepts else [None] * len(classes)
         # liblinear releases the GIL, so threads fit the classes side by side without copying the features.
         fitted = Parallel(n_jobs=min(len(chosen), os.cpu_count() or 1) or 1, prefer="threads")(
             delayed(fit_masked_logistic)(x, labels[:, c], label_mask[:, c], self.C, intercept_columns=extra[c])
@@ -210,7 +227,7 @@ class LexicalModel:
                    "word_idf": self.idf["word"], "char_idf": self.idf["char"], "weights": self.weights,
                    "bias": self.bias, "active": self.active.astype(np.uint8)}
         meta = {"format": str(FORMAT), "min_df": str(self.min_df), "C": repr(self.C), "normalize": str(self.normalize),
-                "strip_markup": str(self.strip_markup)}
+                "strip_markup": str(self.strip_markup), "min_sources": str(self.min_sources)}
         save_file(tensors, str(path), metadata=meta)
 
     @classmethod
@@ -227,7 +244,8 @@ class LexicalModel:
                              "retrain the run")
         tensors = load_file(str(path))
         model = cls(len(tensors["word_buckets"]), len(tensors["char_buckets"]), int(meta["min_df"]), float(meta["C"]),
-                    meta["normalize"] == "True", meta.get("strip_markup") == "True")  # absent: written before it
+                    meta["normalize"] == "True", meta.get("strip_markup") == "True",  # absent: written before it
+                    int(meta.get("min_sources", 1)))
         model.buckets = {"word": tensors["word_buckets"], "char": tensors["char_buckets"]}
         model.idf = {"word": tensors["word_idf"], "char": tensors["char_idf"]}
         model._use_weights(tensors["weights"], tensors["bias"], tensors["active"].astype(bool))

@@ -169,9 +169,10 @@ def fit_lexical(config: Config, splits, features: dict[str, Features], keep: np.
     texts = {name: splits[name]["text"] for name in features}
     train = features["train"]
     lexical = LexicalModel(cfg.word_features, cfg.char_features, cfg.min_df, cfg.C, config.text_encoder.normalize,
-                           config.text_encoder.platform_markup == "strip")
-    sources = np.asarray(splits["train"]["source"])[keep] if config.loss.source_intercepts else None
-    lexical.fit([texts["train"][i] for i in keep], train.labels[keep], train.label_mask[keep], trainable, sources)
+                           config.text_encoder.platform_markup == "strip", cfg.min_sources)
+    sources = np.asarray(splits["train"]["source"])[keep]
+    lexical.fit([texts["train"][i] for i in keep], train.labels[keep], train.label_mask[keep], trainable, sources,
+                source_intercepts=config.loss.source_intercepts)
     features = {name: f.with_lexical(lexical, texts[name]) for name, f in features.items()}
     log.info("lexical view fitted and applied in %.0f s", time.perf_counter() - started)
     return lexical, features

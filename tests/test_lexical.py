@@ -46,8 +46,9 @@ def test_source_intercepts_take_a_source_s_base_rate_off_its_style_words():
     mask[:, 1] = False
     classes = np.array([True, False])
     style_gap = {}
-    for kind, given in (("pooled", None), ("intercepts", sources)):
-        model = LexicalModel(normalize=False, min_df=1).fit(texts, labels, mask, classes, given)
+    for kind in ("pooled", "intercepts"):
+        model = LexicalModel(normalize=False, min_df=1).fit(texts, labels, mask, classes, sources,
+                                                            source_intercepts=kind == "intercepts")
         greetings, hey = model.logits(["greetings today", "hey today"])[:, 0]
         style_gap[kind] = greetings - hey
         bad, good = model.logits(["hey badword now", "greetings lunch now"])[:, 0]
@@ -160,3 +161,30 @@ def test_model_without_its_lexical_logits_refuses_to_score(lexical_run):
     features = featurize({"text": ["hello there"], "image": [None]}, len(CATEGORIES), moderator.text_encoder, None)
     with pytest.raises(ValueError, match="lexical view"):
         run_model(moderator.model, features)
+
+
+def test_min_sources_keeps_only_n_grams_several_sources_use(tmp_path):
+    """A word only one source writes (its topic, its idiom) is no feature with min_sources=2, however well it
+    separates that source's labels; a word two sources write stays and still decides. Saved and loaded alike."""
+    texts, sources = [], []
+    for source, topic in (("forum", "zorbleflax"), ("tweets", "quuxington")):
+        for i in range(40):
+            harmful = i % 2 == 0
+            texts.append(f"{'badword' if harmful else 'lunch'} {topic if harmful else 'today'} number {i % 5}")
+            sources.append(source)
+    labels = np.array([[1.0] if t.startswith("badword") else [0.0] for t in texts], np.float32)
+    mask, classes = np.ones_like(labels, bool), np.array([True])
+    pooled = LexicalModel(normalize=False, min_df=1).fit(texts, labels, mask, classes, sources)
+    shared = LexicalModel(normalize=False, min_df=1, min_sources=2).fit(texts, labels, mask, classes, sources)
+    word = LexicalModel._hashers()["word"].transform(["zorbleflax"]).indices[0]
+    assert word in pooled.buckets["word"] and word not in shared.buckets["word"]
+    assert "number" in texts[0] and LexicalModel._hashers()["word"].transform(["number"]).indices[0] in shared.buckets["word"]
+    # Learnt as harm from one source's topic word; with min_sources=2 only character n-grams other words share remain.
+    assert pooled.logits(["zorbleflax"])[0, 0] > 0.5
+    assert shared.logits(["zorbleflax"])[0, 0] < pooled.logits(["zorbleflax"])[0, 0] / 2
+    bad, good = shared.logits(["badword number", "lunch number"])[:, 0]
+    assert bad > 0 > good
+    shared.save(tmp_path / "lexical.safetensors")
+    assert LexicalModel.load(tmp_path / "lexical.safetensors").min_sources == 2
+    with pytest.raises(ValueError, match="min_sources=2 needs"):
+        LexicalModel(normalize=False, min_df=1, min_sources=2).fit(texts, labels, mask, classes)
