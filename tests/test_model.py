@@ -160,13 +160,20 @@ def test_text_encoder_windows_cover_long_texts(tiny_bert):
     assert np.allclose(alone[0], emb[0], atol=1e-5)  # batching/bucketing does not change results
 
 
-def test_middle_and_last_layer_pooling_puts_both_means_side_by_side(tiny_bert):
+def pooled_encoders(model_dir, *poolings):
+    """Tiny-BERT text encoders, one per pooling, for comparing poolings on the same texts."""
     from moderation.encoders.text import TextEncoder
 
-    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
-    both = TextEncoder(TextEncoderConfig(pooling="mean_middle_and_last", **base))
-    last = TextEncoder(TextEncoderConfig(pooling="mean", **base))
-    texts = ["hello there", "a longer sentence about cats and dogs"]
+    return tuple(TextEncoder(TextEncoderConfig(pooling=p, model=str(model_dir), max_length=16, precision="fp32"))
+                 for p in poolings)
+
+
+POOLING_TEXTS = ["hello there", "a longer sentence about cats and dogs"]
+
+
+def test_middle_and_last_layer_pooling_puts_both_means_side_by_side(tiny_bert):
+    both, last = pooled_encoders(tiny_bert, "mean_middle_and_last", "mean")
+    texts = POOLING_TEXTS
     emb, _ = both.encode(texts)
     assert both.dim == 2 * BERT_HIDDEN and emb.shape == (2, 2 * BERT_HIDDEN)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -247,13 +254,9 @@ def test_build_prototypes_marks_each_categorys_twins(tiny_bert):
 
 
 def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
-    from moderation.encoders.text import TextEncoder
-
-    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
-    every = TextEncoder(TextEncoderConfig(pooling="mean_all_layers", **base))
-    last = TextEncoder(TextEncoderConfig(pooling="mean", **base))
+    every, last = pooled_encoders(tiny_bert, "mean_all_layers", "mean")
     layers = every.model.config.num_hidden_layers
-    texts = ["hello there", "a longer sentence about cats and dogs"]
+    texts = POOLING_TEXTS
     emb, _ = every.encode(texts)
     assert every.dim == layers * BERT_HIDDEN and emb.shape == (2, layers * BERT_HIDDEN)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -266,12 +269,8 @@ def test_all_layers_pooling_puts_every_layers_mean_side_by_side(tiny_bert):
 def test_max_pooling_adds_the_last_layers_peak_between_the_means(tiny_bert):
     """mean_middle_max_and_last: [middle mean | last layer's per-dimension maximum | last mean], each unit length;
     padding never wins the maximum, so a post's vector is the same alone or padded in a batch."""
-    from moderation.encoders.text import TextEncoder
-
-    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
-    peak = TextEncoder(TextEncoderConfig(pooling="mean_middle_max_and_last", **base))
-    both = TextEncoder(TextEncoderConfig(pooling="mean_middle_and_last", **base))
-    texts = ["hello there", "a longer sentence about cats and dogs"]
+    peak, both = pooled_encoders(tiny_bert, "mean_middle_max_and_last", "mean_middle_and_last")
+    texts = POOLING_TEXTS
     emb, _ = peak.encode(texts)
     assert peak.dim == 3 * BERT_HIDDEN and emb.shape == (2, 3 * BERT_HIDDEN)
     parts = emb.reshape(2, 3, BERT_HIDDEN) * 3 ** 0.5
@@ -289,11 +288,9 @@ def test_max_pooling_adds_the_last_layers_peak_between_the_means(tiny_bert):
 def test_zero_shot_similarity_of_a_layered_pooling_is_the_last_layers_cosine(tiny_bert, tmp_path, pooling):
     """Seed phrases are compared the way the encoder was trained to compare sentences (last layer's mean), so a
     pooling that adds other layers for the head leaves zero-shot scores as they were; it survives save/load."""
-    from moderation.encoders.text import TextEncoder
     from moderation.zeroshot import ZeroShotScorer
 
-    base = dict(model=str(tiny_bert), max_length=16, precision="fp32")
-    layered, last = (TextEncoder(TextEncoderConfig(pooling=p, **base)) for p in (pooling, "mean"))
+    layered, last = pooled_encoders(tiny_bert, pooling, "mean")
     phrases, posts = ["a rude reply", "a kind word"], ["hello there", "a longer sentence about cats and dogs"]
 
     def similarity(encoder):
