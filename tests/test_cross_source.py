@@ -45,13 +45,17 @@ def test_summary_takes_the_mean_and_names_the_worst_source():
     def fold(ap, flagged):
         rates = {"benign_flagged": flagged, "benign_blocked": 0.0, "harmful_caught": 0.9, "harmful_blocked": 0.1}
         return {"mean_average_precision": ap, "any_harm_average_precision": ap, "probe": {"flagged": 0.1},
-                "deployed": rates}
+                "harmless_posts": {"flagged": flagged / 2}, "deployed": rates}
 
     summary = cross_source.summarise({"a": fold(0.9, 0.1), "b": fold(0.5, 0.3)})
     assert summary["mean_average_precision"]["mean"] == pytest.approx(0.7)
     assert summary["mean_average_precision"]["worst"] == {"source": "b", "value": 0.5}
     assert summary["deployed"]["benign_flagged"]["worst"] == {"source": "b", "value": 0.3}
+    assert summary["harmless_posts_flagged"]["mean"] == pytest.approx(0.1)
     assert "cross_source_thresholds" not in summary  # no fold had them
+    older = {src: {k: v for k, v in r.items() if k != "harmless_posts"}
+             for src, r in {"a": fold(0.9, 0.1), "b": fold(0.5, 0.3)}.items()}
+    assert "harmless_posts_flagged" not in cross_source.summarise(older)  # folds measured before the posts
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,7 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
         assert result["any_harm_average_precision"] > 0.7
         assert 0 <= result["deployed"]["benign_flagged"] <= 1 and "cross_source_thresholds" in result
         assert 0 <= result["probe"]["flagged"] <= 1
+        assert 0 <= result["harmless_posts"]["flagged"] <= 1 and "blocked" in result["harmless_posts"]
         # A higher review recall target can only lower review thresholds: more flagged, more caught.
         trade = result["review_targets"]
         assert list(trade) == ["0.5", "0.6", "0.7", "0.8", "0.9"]
@@ -100,6 +105,10 @@ def test_each_source_is_held_out_and_scored_by_a_model_that_never_saw_it(two_sou
     assert "| tiny |" in body and "### tiny: per held-out source" in body
     assert summary["speed_posts"] == 20 and summary["posts_per_second"] > 0
     assert "posts/s in-process" in body
+    from eval.benchmarks.harmless import load_posts
+
+    written = sum(len(texts) for kinds in load_posts().values() for texts in kinds.values())
+    assert summary["harmless_posts"] == written > 100 and "hand-written harmless flagged" in body
 
 
 def test_a_run_of_the_same_recipe_takes_its_thresholds_from_the_held_out_sources(two_source_config, tmp_path):
