@@ -119,20 +119,20 @@ class LexicalModel:
 
         return model_texts(["" if t is None else str(t).strip() for t in texts], self.normalize, self.strip_markup)
 
-    def _choose_buckets(self, name: str, counts: sp.csr_matrix, sources: np.ndarray | None = None) -> None:
-        """Keep the buckets in at least `min_df` texts (and, with `sources`, texts of at least `min_sources`
-        sources), the `max_features` most frequent of them (as scikit-learn's vocabulary limits do: by total
-        count, ties to the lower id)."""
+    def _choose_buckets(self, name: str, counts: sp.csr_matrix, source_codes: np.ndarray | None = None) -> None:
+        """Keep the buckets in at least `min_df` texts (and in texts of at least `min_sources` sources; each
+        text's source as an integer code 0..S-1), the `max_features` most frequent of them (as scikit-learn's
+        vocabulary limits do: by total count, ties to the lower id)."""
         ids, inverse = np.unique(counts.indices, return_inverse=True)
         df, total = np.bincount(inverse), np.bincount(inverse, weights=counts.data)
         enough = df >= self.min_df
         if self.min_sources > 1:
-            if sources is None:
+            if source_codes is None:
                 raise ValueError(f"lexical view: min_sources={self.min_sources} needs each training text's source")
-            source_index = np.unique(np.asarray(sources), return_inverse=True)[1]
-            row = np.repeat(source_index, np.diff(counts.indptr))  # each stored count's source
-            pairs = np.unique(inverse.astype(np.int64) * (source_index.max() + 1) + row)
-            enough &= np.bincount(pairs // (source_index.max() + 1), minlength=len(ids)) >= self.min_sources
+            n_sources = int(source_codes.max()) + 1
+            source = np.repeat(source_codes, np.diff(counts.indptr))  # each stored count's source
+            pairs = np.unique(inverse.astype(np.int64) * n_sources + source)  # distinct (bucket, source)
+            enough &= np.bincount(pairs // n_sources, minlength=len(ids)) >= self.min_sources
         ids, total = ids[enough], total[enough]
         keep = np.argsort(-total, kind="stable")[:self.max_features[name]]
         self.buckets[name] = np.sort(ids[keep]).astype(np.uint32)
@@ -145,9 +145,10 @@ class LexicalModel:
         row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[hit]
         return sp.csr_matrix((counts.data[hit], (row, pos[hit])), shape=(counts.shape[0], len(buckets)))
 
-    def features(self, texts: Sequence[str | None], fit: bool = False, sources: np.ndarray | None = None) -> sp.csr_matrix:
-        """(N, K_word + K_char) TF-IDF rows; `fit` chooses the buckets (`sources`: each text's, for `min_sources`)
-        and learns the idf from these texts first."""
+    def features(self, texts: Sequence[str | None], fit: bool = False,
+                 source_codes: np.ndarray | None = None) -> sp.csr_matrix:
+        """(N, K_word + K_char) TF-IDF rows; `fit` chooses the buckets (`source_codes`: each text's source as an
+        integer, for `min_sources`) and learns the idf from these texts first."""
         from sklearn.feature_extraction.text import TfidfTransformer
 
         texts = self._prepared(texts)
@@ -155,7 +156,7 @@ class LexicalModel:
         for name, hasher in self._hashers().items():
             counts = hasher.transform(texts)
             if fit:
-                self._choose_buckets(name, counts, sources)
+                self._choose_buckets(name, counts, source_codes)
             counts = self._kept(name, counts)
             tfidf = TfidfTransformer(sublinear_tf=True)
             if fit:
@@ -181,7 +182,8 @@ class LexicalModel:
                              f"got {labels.shape} and {label_mask.shape}")
         if source_intercepts and sources is None:
             raise ValueError("lexical view: source_intercepts needs each training text's source")
-        x = self.features(texts, fit=True, sources=None if sources is None else np.asarray(sources))
+        codes = None if sources is None else np.unique(np.asarray(sources), return_inverse=True)[1]
+        x = self.features(texts, fit=True, source_codes=codes)
         chosen = np.flatnonzero(classes)
         extra = source_columns(sources, labels, label_mask) if source_intercepts else [None] * len(classes)
         # liblinear releases the GIL, so threads fit the classes side by side without copying the features.

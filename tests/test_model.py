@@ -291,7 +291,7 @@ def test_zero_shot_similarity_of_a_layered_pooling_is_the_last_layers_cosine(tin
     from moderation.zeroshot import ZeroShotScorer
 
     layered, last = pooled_encoders(tiny_bert, pooling, "mean")
-    phrases, posts = ["a rude reply", "a kind word"], ["hello there", "a longer sentence about cats and dogs"]
+    phrases, posts = ["a rude reply", "a kind word"], POOLING_TEXTS
 
     def similarity(encoder):
         protos, _ = encoder.encode(phrases)

@@ -137,14 +137,13 @@ def pooled(parts: list):
 def harmless_texts(probe_rows: int) -> dict[str, list[str]]:
     """The harmless texts every fold's model scores: the generated probe (`probe_rows` of it) and the posts
     written by hand (every part of `harmless_posts.json`), by the key their rates go under in a fold's results."""
-    from eval.benchmarks.harmless import load_posts
-    from moderation.data.hard_negatives import generate
+    from eval.benchmarks.harmless import load_posts, probe_texts
 
     written = [t for kinds in load_posts().values() for texts in kinds.values() for t in texts]
-    return {"probe": [r["text"] for r in generate(probe_rows, seed=0, split="probe")], "harmless_posts": written}
+    return {"probe": probe_texts(probe_rows), "harmless_posts": written}
 
 
-def probe_rates(run_dir: Path, texts: dict[str, list[str]]) -> dict[str, dict]:
+def harmless_rates(run_dir: Path, texts: dict[str, list[str]]) -> dict[str, dict]:
     """Per set of harmless texts (`harmless_texts`), the share the fold's model flags and blocks, scored by the
     serving path."""
     from moderation.moderator import Moderator
@@ -242,10 +241,11 @@ def review_tradeoff(run_dir: Path, held_out, block, names: list[str], config, ze
     return out
 
 
-def train_folds(args, base, sources: list[str], overrides: list[str], out: Path, probe: dict[str, list[str]],
+def train_folds(args, base, sources: list[str], overrides: list[str], out: Path, harmless: dict[str, list[str]],
                 tag: str = ""):
     """Train (or, with `--reuse`, reuse) one fold per held-out source under `out` and score it there:
-    (folds: held-out predictions, zero_shot: per fold, results: `fold_metrics` plus probe rates per fold)."""
+    (folds: held-out predictions, zero_shot: per fold, results: `fold_metrics` plus, per fold, the rates on the
+    `harmless` texts)."""
     from tqdm.auto import tqdm
 
     from eval.evaluate import train_and_evaluate
@@ -264,7 +264,7 @@ def train_folds(args, base, sources: list[str], overrides: list[str], out: Path,
         p = folds[held_out]
         results[held_out] = fold_metrics(p.labels, p.label_mask, p.fused, names, runfiles.read_thresholds(run_dir))
         results[held_out]["zero_shot"] = zero_shot[held_out]
-        results[held_out].update(probe_rates(run_dir, probe))
+        results[held_out].update(harmless_rates(run_dir, harmless))
         bar.write(f"{held_out} held out{tag}: any-harm PR-AUC "
                   f"{common.fmt(results[held_out]['any_harm_average_precision'])}, benign flagged "
                   f"{common.pct(results[held_out]['deployed']['benign_flagged'])}, blocked "
@@ -307,9 +307,9 @@ def measure(args) -> dict:
     if base.train.seed in args.train_seeds:
         raise SystemExit(f"--train-seeds: {base.train.seed} is the config's own train.seed, measured anyway")
     out = Path(args.out) / args.label
-    probe = harmless_texts(args.probe_rows)
+    harmless = harmless_texts(args.probe_rows)
     names = base.category_names
-    folds, zero_shot, results = train_folds(args, base, sources, list(args.set), out, probe)
+    folds, zero_shot, results = train_folds(args, base, sources, list(args.set), out, harmless)
     if len(folds) > 1:
         decide_off_domain(folds, zero_shot, results, base, out)
     figures = summarise(results)
@@ -318,7 +318,7 @@ def measure(args) -> dict:
     for seed in args.train_seeds:
         seed_out = out / f"train-seed-{seed}"
         seed_folds, seed_zero_shot, seed_results = train_folds(
-            args, base, sources, [*args.set, f"train.seed={seed}"], seed_out, probe, tag=f" seed {seed}")
+            args, base, sources, [*args.set, f"train.seed={seed}"], seed_out, harmless, tag=f" seed {seed}")
         if len(seed_folds) > 1:
             decide_off_domain(seed_folds, seed_zero_shot, seed_results, base, seed_out)
         seeds[str(seed)] = summarise(seed_results)
@@ -329,7 +329,8 @@ def measure(args) -> dict:
     # The recipe is what `moderation evaluate --thresholds-from` checks a run against before using these.
     summary = {"label": args.label, "config": str(args.config), "overrides": list(args.set),
                "recipe": base.recipe(), "review_recall": base.thresholds.review_recall, "sources": results,
-               "summary": figures, "probe_rows": len(probe["probe"]), "harmless_posts": len(probe["harmless_posts"]),
+               "summary": figures, "probe_rows": len(harmless["probe"]),
+               "harmless_posts": len(harmless["harmless_posts"]),
                "posts_per_second": speed, "speed_posts": args.speed_posts, "machine": common_machine()}
     if args.train_seeds:
         summary["train_seeds"] = seeds

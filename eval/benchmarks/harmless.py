@@ -42,6 +42,13 @@ def load_posts(path: Path = POSTS) -> dict[str, dict[str, list[str]]]:
     return {part: doc[part] for part in PARTS}
 
 
+def probe_texts(rows: int) -> list[str]:
+    """`rows` texts of the generated harmless probe (`moderation.data.hard_negatives`, split "probe", seed 0)."""
+    from moderation.data.hard_negatives import generate
+
+    return [r["text"] for r in generate(rows, seed=0, split="probe")]
+
+
 def measure_run(run: str | None, probe: list[str]) -> dict:
     """One run's false flags on every part, by kind and by class, with the flagged hand-written posts."""
     from moderation.moderator import Moderator
@@ -71,9 +78,7 @@ def measure_run(run: str | None, probe: list[str]) -> dict:
 
 
 def measure(args) -> dict:
-    from moderation.data.hard_negatives import generate
-
-    probe = [r["text"] for r in generate(args.probe_rows, seed=0, split="probe")]
+    probe = probe_texts(args.probe_rows)
     return {"runs": [measure_run(run, probe) for run in (args.run or [None])], "probe_rows": len(probe)}
 
 
